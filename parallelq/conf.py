@@ -1,0 +1,153 @@
+"""The PARALLELQ setting: defaults, validation and a cached, typed view of it."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    "DATABASE_URL": None,
+    "ENGINE_OPTIONS": {},
+    "MAX_WORKERS": 8,
+    "TIMEOUT": None,
+    "ENABLED": True,
+}
+
+# Overlaid by ENGINE_OPTIONS key by key. The pool holds the request's own Session
+# plus MAX_WORKERS task Sessions without opening overflow connections, which
+# SQLAlchemy closes again on check-in.
+ENGINE_DEFAULTS: dict[str, Any] = {
+    "pool_size": 10,
+    "max_overflow": 5,
+    "pool_timeout": 30,
+    "pool_pre_ping": True,
+}
+
+
+class Problem(NamedTuple):
+    """One mistake in PARALLELQ, with the system check id that reports it."""
+
+    id: str
+    msg: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """PARALLELQ merged over DEFAULTS, validated."""
+
+    DATABASE_URL: str | None = None
+    ENGINE_OPTIONS: dict[str, Any] = field(default_factory=dict)
+    MAX_WORKERS: int = 8
+    TIMEOUT: float | None = None
+    ENABLED: bool = True
+
+    @property
+    def engine_options(self) -> dict[str, Any]:
+        """Return ENGINE_DEFAULTS overlaid with ENGINE_OPTIONS."""
+        return {**ENGINE_DEFAULTS, **self.ENGINE_OPTIONS}
+
+
+def validate(user: Any) -> list[Problem]:
+    """Return every mistake in a PARALLELQ value; an empty list means it is usable."""
+    if not isinstance(user, dict):
+        return [
+            Problem(
+                "parallelq.E001",
+                f"PARALLELQ must be a dict, not {type(user).__name__}.",
+                "Set PARALLELQ = {'MAX_WORKERS': 8, ...} or remove it.",
+            )
+        ]
+    problems = []
+    if unknown := sorted(set(user) - set(DEFAULTS)):
+        problems.append(
+            Problem(
+                "parallelq.E001",
+                f"Unknown PARALLELQ key(s): {', '.join(map(str, unknown))}.",
+                f"Valid keys: {', '.join(DEFAULTS)}.",
+            )
+        )
+    merged = {**DEFAULTS, **user}
+    problems += _check_values(merged)
+    return problems
+
+
+def _check_values(merged: dict[str, Any]) -> list[Problem]:
+    problems = []
+    workers = merged["MAX_WORKERS"]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        problems.append(
+            Problem(
+                "parallelq.E002",
+                f"PARALLELQ['MAX_WORKERS'] must be an integer of at least 1, not {workers!r}.",
+                "Set it to the most tasks one request may run at once, e.g. 8.",
+            )
+        )
+    timeout = merged["TIMEOUT"]
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        problems.append(
+            Problem(
+                "parallelq.E003",
+                f"PARALLELQ['TIMEOUT'] must be a positive number of seconds or None, "
+                f"not {timeout!r}.",
+                "Use None for no limit.",
+            )
+        )
+    if not isinstance(merged["ENABLED"], bool):
+        problems.append(
+            Problem(
+                "parallelq.E004",
+                f"PARALLELQ['ENABLED'] must be True or False, not {merged['ENABLED']!r}.",
+                "False runs tasks one by one in the calling thread.",
+            )
+        )
+    if not isinstance(merged["ENGINE_OPTIONS"], dict):
+        problems.append(
+            Problem(
+                "parallelq.E005",
+                "PARALLELQ['ENGINE_OPTIONS'] must be a dict of sqlalchemy.create_engine() "
+                f"arguments, not {type(merged['ENGINE_OPTIONS']).__name__}.",
+                "For example {'pool_size': 10, 'max_overflow': 5}.",
+            )
+        )
+    url = merged["DATABASE_URL"]
+    if url is not None and not isinstance(url, str):
+        problems.append(
+            Problem(
+                "parallelq.E006",
+                f"PARALLELQ['DATABASE_URL'] must be a string, not {type(url).__name__}.",
+                "For example 'postgresql+psycopg2://user:password@host/dbname', "
+                "or None to derive it from DATABASES['default'].",
+            )
+        )
+    return problems
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Return the validated PARALLELQ settings.
+
+    Raises:
+        ImproperlyConfigured: PARALLELQ has an unknown key or an unusable value.
+    """
+    user = getattr(django_settings, "PARALLELQ", {})
+    if problems := validate(user):
+        first = problems[0]
+        raise ImproperlyConfigured(f"{first.msg} {first.hint}")
+    return Settings(**{**DEFAULTS, **user})
+
+
+# Drop the cached settings (and, through engine.py, the Engine) when a test
+# changes PARALLELQ or DATABASES with override_settings.
+@receiver(setting_changed)
+def _reset_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("PARALLELQ", "DATABASES"):
+        get_settings.cache_clear()

@@ -1,0 +1,139 @@
+"""The one SQLAlchemy Engine of the process, built lazily from settings."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+from urllib.parse import parse_qsl
+
+import sqlalchemy as sa
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from parallelq.conf import Settings, get_settings
+
+# Django's OPTIONS keys that Django itself consumes instead of passing to psycopg.
+_DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "server_side_binding", "assume_role", "pool"})
+
+_lock = threading.Lock()
+_engine: sa.Engine | None = None
+_engine_source: tuple[Any, ...] | None = None
+
+
+def get_engine() -> sa.Engine:
+    """Return the configured Engine, building it on first use.
+
+    The Engine is rebuilt when PARALLELQ or the default database's settings
+    change, as they do when Django's test runner switches to the test database,
+    so an Engine built before that never points at the real one.
+
+    Raises:
+        ImproperlyConfigured: the settings name no usable database.
+    """
+    global _engine, _engine_source
+    source = _source()
+    engine = _engine
+    if engine is not None and _engine_source == source:
+        return engine
+    with _lock:
+        if _engine is None or _engine_source != source:
+            old, _engine = _engine, _build(source[0])
+            _engine_source = source
+            if old is not None:
+                old.dispose()
+        return _engine
+
+
+def dispose_engine() -> None:
+    """Close the Engine's pooled connections and forget it; the next use builds a new one."""
+    global _engine, _engine_source
+    with _lock:
+        old, _engine, _engine_source = _engine, None, None
+    if old is not None:
+        old.dispose()
+
+
+atexit.register(dispose_engine)
+
+
+def database_url(conf: Settings | None = None) -> sa.URL:
+    """Return the URL the Engine connects to: DATABASE_URL, else DATABASES['default'].
+
+    Raises:
+        ImproperlyConfigured: DATABASE_URL cannot be parsed, or the default
+            database is neither PostgreSQL nor SQLite and no DATABASE_URL is set.
+    """
+    conf = conf or get_settings()
+    if conf.DATABASE_URL is not None:
+        try:
+            return sa.make_url(conf.DATABASE_URL)
+        except sa.exc.ArgumentError as exc:
+            raise ImproperlyConfigured(
+                f"PARALLELQ['DATABASE_URL'] is not a database URL ({exc}). "
+                "Use the form 'postgresql+psycopg2://user:password@host:5432/dbname'."
+            ) from exc
+    return _url_from_django(connections[DEFAULT_DB_ALIAS].settings_dict)
+
+
+def _source() -> tuple[Any, ...]:
+    conf = get_settings()
+    if conf.DATABASE_URL is not None:
+        return (conf,)
+    db = connections[DEFAULT_DB_ALIAS].settings_dict
+    return (conf, db["ENGINE"], str(db["NAME"]), db["HOST"], db["PORT"], db["USER"])
+
+
+def _url_from_django(db: dict[str, Any]) -> sa.URL:
+    engine = db["ENGINE"]
+    if engine == "django.db.backends.postgresql":
+        return sa.URL.create(
+            "postgresql+psycopg2",
+            username=db["USER"] or None,
+            password=db["PASSWORD"] or None,
+            host=db["HOST"] or None,
+            port=int(db["PORT"]) if db["PORT"] else None,
+            database=db["NAME"] or None,
+        )
+    if engine == "django.db.backends.sqlite3":
+        # Django's in-memory test database is a shared-cache URI that other
+        # connections of this process can open too.
+        name, _, query = str(db["NAME"]).partition("?")
+        params = dict(parse_qsl(query))
+        if name.startswith("file:"):
+            params["uri"] = "true"
+        return sa.URL.create("sqlite+pysqlite", database=name, query=params)
+    raise ImproperlyConfigured(
+        f"parallelq cannot derive a SQLAlchemy URL from DATABASES['default'] with ENGINE "
+        f"{engine!r}; it knows the postgresql and sqlite3 backends. "
+        "Set PARALLELQ['DATABASE_URL'] to the database's SQLAlchemy URL."
+    )
+
+
+def _build(conf: Settings) -> sa.Engine:
+    url = database_url(conf)
+    options = conf.engine_options
+    connect_args = dict(options.pop("connect_args", {}))
+    if conf.DATABASE_URL is None and url.get_backend_name() == "postgresql":
+        db_options = connections[DEFAULT_DB_ALIAS].settings_dict.get("OPTIONS", {})
+        connect_args = {
+            **{k: v for k, v in db_options.items() if k not in _DJANGO_ONLY_OPTIONS},
+            **connect_args,
+        }
+    if url.get_backend_name() == "sqlite":
+        _check_sqlite_shareable(url)
+        # Every task has its own connection, so the pool must be one that hands
+        # connections across threads (pysqlite picks SingletonThreadPool for
+        # memory databases).
+        options.setdefault("poolclass", sa.QueuePool)
+        connect_args.setdefault("check_same_thread", False)
+    return sa.create_engine(url, connect_args=connect_args, **options)
+
+
+def _check_sqlite_shareable(url: sa.URL) -> None:
+    if url.database in (None, "", ":memory:"):
+        raise ImproperlyConfigured(
+            "parallelq cannot share a private in-memory SQLite database between threads: "
+            "each connection would see its own empty database. Use a file database, or a "
+            "shared-cache URI such as 'sqlite:///file:name?mode=memory&cache=shared&uri=true'."
+        )

@@ -1,0 +1,111 @@
+"""Make parallelq's Sessions, notice their unsaved writes, and end them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from parallelq.engine import get_engine
+
+logger = logging.getLogger("parallelq")
+
+# Session.info keys. _FLUSHED: the open transaction has flushed ORM changes.
+# _MAYBE_WROTE: it ran a statement that is not a SELECT (text() included), which
+# the database is asked about before a warning. _TASK: the task owning the Session.
+_FLUSHED = "parallelq.flushed"
+_MAYBE_WROTE = "parallelq.maybe_wrote"
+_TASK = "parallelq.task"
+
+_PG_IN_TRANSACTION = 2  # INTRANS in psycopg2 and psycopg 3 alike
+
+# Task Sessions keep loaded attributes after commit: their objects outlive the
+# task's transaction and are read in the caller's thread.
+TaskSession = orm.sessionmaker(expire_on_commit=False)
+RequestSession = orm.sessionmaker()
+
+
+def new_session(factory: orm.sessionmaker[orm.Session], task: Any = None) -> orm.Session:
+    """Return a Session of `factory` on the current Engine, owned by `task` if given."""
+    return factory(bind=get_engine(), info={_TASK: task})
+
+
+def end_session(session: orm.Session, name: str) -> None:
+    """Roll back and close `session`, first logging a WARNING if it holds unsaved writes."""
+    try:
+        if has_unsaved_writes(session):
+            logger.warning(
+                "%s ended with uncommitted changes; they were rolled back. "
+                "Call session.commit() in the task to keep them.",
+                name,
+            )
+    finally:
+        session.close()
+
+
+def has_unsaved_writes(session: orm.Session) -> bool:
+    """Return True if `session` has changes that its rollback would lose."""
+    if session.new or session.deleted or session.dirty or session.info.get(_FLUSHED):
+        return True
+    transaction = session.get_transaction()
+    if not session.info.get(_MAYBE_WROTE) or transaction is None or not transaction.is_active:
+        # A transaction an error has ended already told its caller so.
+        return False
+    return _transaction_wrote(session.connection())
+
+
+def _transaction_wrote(connection: sa.Connection) -> bool:
+    dbapi_connection = connection.connection.dbapi_connection
+    if connection.dialect.name == "postgresql":
+        if dbapi_connection.info.transaction_status != _PG_IN_TRANSACTION:  # type: ignore[union-attr]
+            # Idle, or failed: the error that failed it reached the task already.
+            return False
+        # An xid is assigned to a transaction at its first write, never for reads.
+        return connection.exec_driver_sql("SELECT txid_current_if_assigned()").scalar() is not None
+    if connection.dialect.name == "sqlite":
+        # pysqlite opens a transaction only before INSERT, UPDATE, DELETE or REPLACE.
+        return bool(dbapi_connection.in_transaction)  # type: ignore[union-attr]
+    return True
+
+
+@sa.event.listens_for(TaskSession, "after_begin")
+def _lend_connection(session: orm.Session, transaction: Any, connection: sa.Connection) -> None:
+    # Kept on the task so that another thread can cancel its running statement,
+    # until the pool takes the connection back (see _reclaim_connection).
+    task = session.info.get(_TASK)
+    if task is not None:
+        proxied = connection.connection
+        proxied.record_info[_TASK] = task
+        task.hold_connection(proxied.dbapi_connection)
+
+
+# The pool fires checkin before the connection can be handed to anyone else, so
+# once the task has forgotten it here no cancel can reach another task's query.
+@sa.event.listens_for(sa.pool.Pool, "checkin")
+def _reclaim_connection(dbapi_connection: Any, record: Any) -> None:
+    task = record.info.pop(_TASK, None)
+    if task is not None:
+        task.hold_connection(None)
+
+
+@sa.event.listens_for(TaskSession, "after_flush")
+@sa.event.listens_for(RequestSession, "after_flush")
+def _mark_flushed(session: orm.Session, flush_context: Any) -> None:
+    session.info[_FLUSHED] = True
+
+
+@sa.event.listens_for(TaskSession, "do_orm_execute")
+@sa.event.listens_for(RequestSession, "do_orm_execute")
+def _mark_maybe_wrote(state: orm.ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info[_MAYBE_WROTE] = True
+
+
+@sa.event.listens_for(TaskSession, "after_transaction_end")
+@sa.event.listens_for(RequestSession, "after_transaction_end")
+def _forget_writes(session: orm.Session, transaction: orm.SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_FLUSHED, None)
+        session.info.pop(_MAYBE_WROTE, None)

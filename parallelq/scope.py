@@ -1,0 +1,295 @@
+"""Scope: one request's (or one scope() block's) Sessions, task queue and stats."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import orm
+
+from parallelq import lifecycle
+from parallelq.conf import get_settings
+from parallelq.exceptions import NoScopeError
+
+if TYPE_CHECKING:
+    from parallelq.tasks import Task
+
+logger = logging.getLogger("parallelq")
+
+# How long teardown waits for tasks still running after their statements were
+# cancelled; a task stuck in Python code past it ends its Session itself.
+TEARDOWN_GRACE = 5.0
+
+_scope_var: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "parallelq.scope", default=None
+)
+
+_NO_SCOPE = (
+    "{what} needs an active parallelq scope. Add "
+    "'parallelq.middleware.ParallelQueryMiddleware' to MIDDLEWARE, or wrap the code "
+    "in `with parallelq.scope():`."
+)
+
+
+@dataclass
+class Stats:
+    """What a scope's tasks did.
+
+    Attributes:
+        tasks: tasks that ran.
+        db_seconds: their run times added up: what running them one by one costs.
+        wall_seconds: time during which at least one task was running.
+        max_concurrency: the most tasks running at once.
+    """
+
+    tasks: int = 0
+    db_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    max_concurrency: int = 0
+
+
+class Scope:
+    """The Sessions and tasks of one request or one ``scope()`` block.
+
+    Tasks run on worker threads shared by the process, at most MAX_WORKERS of
+    this scope at a time; the rest wait in the scope's own queue, so no thread
+    ever blocks waiting for another task.
+    """
+
+    def __init__(self, *, from_request: bool = False) -> None:
+        conf = get_settings()
+        self.from_request = from_request
+        self.max_workers = conf.MAX_WORKERS
+        self.enabled = conf.ENABLED
+        self.timeout = conf.TIMEOUT
+        self.stats = Stats()
+        self.closed = False
+        self._lock = threading.Lock()
+        self._main: orm.Session | None = None
+        self._sessions: list[tuple[orm.Session, str]] = []
+        self._pending: deque[Task] = deque()
+        self._running: set[Task] = set()
+        self._active = 0
+        self._busy_since = 0.0
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._running)} running"
+        return f"<parallelq.Scope {state}, {self.stats.tasks} tasks>"
+
+    @property
+    def session(self) -> orm.Session:
+        """Return the scope's own Session, used by the thread that opened the scope."""
+        if self._main is None:
+            self._check_open("session")
+            self._main = lifecycle.new_session(lifecycle.RequestSession)
+            self.add_session(self._main, "the request's session")
+        return self._main
+
+    def add_session(self, session: orm.Session, name: str) -> None:
+        """Register `session` to be rolled back and closed at teardown."""
+        with self._lock:
+            self._sessions.append((session, name))
+
+    def start(self, task: Task) -> None:
+        """Run `task` on a worker thread now, or queue it behind MAX_WORKERS running ones."""
+        with self._lock:
+            self._check_open("parallel()")
+            if task.started:  # a failing sibling cancelled it first
+                return
+            task.started = True
+            if len(self._running) >= self.max_workers:
+                self._pending.append(task)
+                return
+            self._running.add(task)
+        _executor().submit(task.run)
+
+    def task_started(self) -> None:
+        """Count a task that began running, for stats."""
+        with self._lock:
+            self._active += 1
+            if self._active == 1:
+                self._busy_since = time.perf_counter()
+            self.stats.max_concurrency = max(self.stats.max_concurrency, self._active)
+
+    def task_finished(self, task: Task, seconds: float) -> None:
+        """Count a finished task and start the next queued one."""
+        with self._lock:
+            self._running.discard(task)
+            self.stats.tasks += 1
+            self.stats.db_seconds += seconds
+            self._active -= 1
+            if self._active == 0:
+                self.stats.wall_seconds += time.perf_counter() - self._busy_since
+            nxt = self._next_pending()
+        if nxt is not None:
+            _executor().submit(nxt.run)
+
+    def task_skipped(self, task: Task) -> None:
+        """Forget a task cancelled before it ran and start the next queued one."""
+        with self._lock:
+            self._running.discard(task)
+            nxt = self._next_pending()
+        if nxt is not None:
+            _executor().submit(nxt.run)
+
+    def _next_pending(self) -> Task | None:
+        # Called with self._lock held.
+        while self._pending and not self.closed:
+            task = self._pending.popleft()
+            if task.future.cancelled():
+                task.future.set_running_or_notify_cancel()
+                continue
+            self._running.add(task)
+            return task
+        return None
+
+    def cancel(self, tasks: list[Task]) -> None:
+        """Drop `tasks` that have not started, and cancel the statements of running ones."""
+        with self._lock:
+            # Tasks never started or still queued are this call's to settle;
+            # a worker settles the ones already handed to it.
+            unstarted = [t for t in tasks if not t.started or t in self._pending]
+            for task in unstarted:
+                task.started = True
+                if task in self._pending:
+                    self._pending.remove(task)
+        for task in unstarted:
+            task.future.cancel()
+            task.future.set_running_or_notify_cancel()
+        for task in tasks:
+            if task not in unstarted and not task.future.cancel():
+                task.cancel_statement()
+
+    def close(self) -> None:
+        """Cancel what is still running, then roll back and close every Session.
+
+        Each step runs even if one before it failed, as scoped_session.remove()
+        ends a Session whatever happened to it.
+        """
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            pending, running = list(self._pending), list(self._running)
+            self._pending.clear()
+        try:
+            for task in pending:
+                if task.future.cancel():
+                    task.future.set_running_or_notify_cancel()
+            self._stop(running)
+        finally:
+            with self._lock:
+                sessions, self._sessions = self._sessions, []
+                busy = {task.session for task in self._running}
+            self._main = None
+            for session, name in sessions:
+                if session not in busy:
+                    _end_quietly(session, name)
+
+    def _stop(self, running: list[Task]) -> None:
+        for task in running:
+            task.cancel_statement()
+        not_done = wait([t.future for t in running], timeout=TEARDOWN_GRACE).not_done
+        if not_done:
+            logger.warning(
+                "%d task(s) still running %.0f s after their request ended; "
+                "each ends its own Session when it returns.",
+                len(not_done),
+                TEARDOWN_GRACE,
+            )
+
+    def _check_open(self, what: str) -> None:
+        if self.closed:
+            raise NoScopeError(
+                f"{what} was used after its parallelq scope was torn down. "
+                "Finish the work inside the request or the `with parallelq.scope():` block."
+            )
+
+
+def _end_quietly(session: orm.Session, name: str) -> None:
+    try:
+        lifecycle.end_session(session, name)
+    except Exception:
+        logger.exception("Closing %s failed", name)
+
+
+def current_scope(what: str = "parallelq") -> Scope:
+    """Return the active scope.
+
+    Raises:
+        NoScopeError: no request or scope() is active in this context.
+    """
+    active = _scope_var.get()
+    if active is None:
+        raise NoScopeError(_NO_SCOPE.format(what=what))
+    return active
+
+
+@contextlib.contextmanager
+def scope() -> Iterator[Scope]:
+    """Open a scope for code outside a request: commands, scripts, jobs, the shell.
+
+    Yields:
+        The Scope; it is torn down on exit like a request's.
+    """
+    opened = Scope()
+    token = _scope_var.set(opened)
+    try:
+        yield opened
+    finally:
+        _scope_var.reset(token)
+        opened.close()
+
+
+def open_request_scope() -> Scope:
+    """Open the scope of a request; close_request_scope() tears it down."""
+    stale = _scope_var.get()
+    if stale is not None and stale.from_request:
+        # request_finished never reached the last request of this context.
+        stale.close()
+    opened = Scope(from_request=True)
+    _scope_var.set(opened)
+    return opened
+
+
+def close_request_scope() -> None:
+    """Tear down the scope open_request_scope() set in this context, if any."""
+    active = _scope_var.get()
+    if active is not None and active.from_request:
+        _scope_var.set(None)
+        active.close()
+
+
+_executor_lock = threading.Lock()
+_executor_instance: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _executor_instance
+    if _executor_instance is None:
+        with _executor_lock:
+            if _executor_instance is None:
+                _executor_instance = ThreadPoolExecutor(
+                    max_workers=worker_threads(), thread_name_prefix="parallelq"
+                )
+    return _executor_instance
+
+
+def worker_threads() -> int:
+    """Return the number of worker threads the process shares between its scopes.
+
+    It is the Engine pool's capacity (pool_size + max_overflow), or MAX_WORKERS
+    if that is larger: more threads than connections would only wait on the pool.
+    """
+    conf = get_settings()
+    options = conf.engine_options
+    capacity = int(options.get("pool_size", 5)) + int(options.get("max_overflow", 10))
+    return max(conf.MAX_WORKERS, capacity)

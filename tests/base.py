@@ -1,0 +1,63 @@
+"""Test cases on the real database: tables made and dropped, the pool checked after each test."""
+
+from __future__ import annotations
+
+import unittest
+
+import sqlalchemy as sa
+from django.conf import settings
+from django.db import connection
+from django.test import TransactionTestCase
+
+from parallelq import get_engine, session
+from tests.models import Base
+
+
+class ParallelqTestCase(TransactionTestCase):
+    """Create the test tables before each test and drop them after.
+
+    TransactionTestCase, not TestCase: SQLAlchemy's connections cannot see rows
+    inside the transaction TestCase keeps open on Django's connection.
+    """
+
+    databases = {"default"}
+
+    def setUp(self) -> None:
+        super().setUp()
+        Base.metadata.create_all(get_engine())
+        self.addCleanup(self._drop_tables)
+
+    def _drop_tables(self) -> None:
+        engine = get_engine()
+        self.assertEqual(engine.pool.checkedout(), 0, "a connection was left checked out")
+        Base.metadata.drop_all(engine)
+
+
+class PostgresTestCase(ParallelqTestCase):
+    """A test that needs PostgreSQL: skipped with the reason when it is missing (never on CI)."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if settings.POSTGRES_UNAVAILABLE:
+            raise unittest.SkipTest(settings.POSTGRES_UNAVAILABLE)
+        super().setUpClass()
+
+    def other_backends(self) -> list[tuple[int, str, str]]:
+        """Return (pid, state, query) of every backend on the test database but Django's."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, state, query FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return list(cursor.fetchall())
+
+
+def backend_pid() -> int:
+    """Return the PostgreSQL backend pid of the current Session's connection."""
+    return int(session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def sleep(seconds: float) -> float:
+    """Make the server wait `seconds` on the current Session; return `seconds`."""
+    session.execute(sa.text("SELECT pg_sleep(:s)"), {"s": seconds})
+    return seconds

@@ -1,0 +1,107 @@
+"""A throwaway PostgreSQL cluster for the test run: initdb in a temp dir, a free loopback port."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from urllib.parse import unquote, urlsplit
+
+SERVER_OPTIONS = (
+    "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+    "-c full_page_writes=off -c max_connections=200"
+)
+
+
+class Unavailable(RuntimeError):
+    """No PostgreSQL server could be started or reached."""
+
+
+def database_settings() -> dict[str, object]:
+    """Return DATABASES['default'] for the tests' PostgreSQL, starting a cluster if needed.
+
+    PARALLELQ_TEST_DATABASE_URL (postgresql://user:password@host:port/name)
+    names an existing server instead.
+
+    Raises:
+        Unavailable: no PostgreSQL binaries on PATH, or the cluster did not start.
+    """
+    url = os.environ.get("PARALLELQ_TEST_DATABASE_URL")
+    if url:
+        return _settings_from_url(url)
+    return _start_cluster()
+
+
+def _settings_from_url(url: str) -> dict[str, object]:
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/") or "postgres",
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+    }
+
+
+def _start_cluster() -> dict[str, object]:
+    missing = [b for b in ("initdb", "pg_ctl", "postgres") if shutil.which(b) is None]
+    if missing:
+        raise Unavailable(f"PostgreSQL server binaries not on PATH: {', '.join(missing)}")
+    root = tempfile.mkdtemp(prefix="parallelq-pg-")
+    data, log = os.path.join(root, "data"), os.path.join(root, "server.log")
+    if os.geteuid() == 0:
+        # The server refuses to run as root.
+        owner = pwd.getpwnam("postgres")
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+    atexit.register(_remove_cluster, root, data)
+    _run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    port = _free_port()
+    try:
+        _run("pg_ctl", "-D", data, "-l", log, "-w", "-t", "60",
+             "-o", f"-p {port} -k {root} {SERVER_OPTIONS}", "start")
+    except Unavailable as exc:
+        raise Unavailable(f"{exc}\n{_tail(log)}") from exc
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "parallelq",
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
+
+
+def _run(*command: str) -> None:
+    if os.geteuid() == 0:
+        command = ("runuser", "-u", "postgres", "--", *command)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise Unavailable(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path) as f:
+            return "".join(f.readlines()[-20:])
+    except OSError:
+        return ""
+
+
+def _remove_cluster(root: str, data: str) -> None:
+    if os.path.exists(os.path.join(data, "postmaster.pid")):
+        try:
+            _run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        except Unavailable:
+            pass
+    shutil.rmtree(root, ignore_errors=True)

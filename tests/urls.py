@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import include, path
+
+from tests import views
+
+urlpatterns = [
+    path("backends/", views.backends),
+    path("notes/", views.notes),
+    path("write/", views.write),
+    path("stream/", views.stream),
+    path("dashboard/", include("demo_project.urls")),
+]

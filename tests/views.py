@@ -1,0 +1,57 @@
+"""Views the middleware tests request through Django's test client."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+
+from parallelq import parallel, session, submit
+from tests.base import backend_pid, sleep
+from tests.models import Note
+
+
+def backends(request):
+    """Report the request's backend pid and its tasks' pids."""
+    request_pid = backend_pid()
+
+    def task_pid():
+        sleep(0.1)
+        return backend_pid()
+
+    return JsonResponse({"request": request_pid, "tasks": parallel(*[task_pid] * 4)})
+
+
+def notes(request):
+    """Report what the request's Session holds when the view starts, then the notes."""
+    fresh = {"identity_map": len(session.identity_map), "in_transaction": session.in_transaction()}
+    texts = session.scalars(sa.select(Note.text).order_by(Note.id)).all()
+    return JsonResponse({**fresh, "texts": texts})
+
+
+def write(request):
+    """Add a note in a task, committing it only with ?commit=1; ?main=1 also leaves one pending."""
+    text = request.GET["text"]
+
+    def add():
+        session.add(Note(text=text))
+        if request.GET.get("commit") == "1":
+            session.commit()
+        return text
+
+    parallel(add)
+    if request.GET.get("main") == "1":
+        session.add(Note(text=f"{text} (request)"))
+    return HttpResponse("ok")
+
+
+def stream(request):
+    """Stream lines from futures and from the request's Session as the body is read."""
+    futures = [submit(lambda i=i: (sleep(0.05), i)[1]) for i in range(3)]
+
+    def lines():
+        for future in futures:
+            yield f"task {future.result()}\n"
+        count = session.execute(sa.select(sa.func.count()).select_from(Note)).scalar_one()
+        yield f"notes {count}\n"
+
+    return StreamingHttpResponse(lines())
