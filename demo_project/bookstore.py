@@ -141,7 +141,10 @@ def pause(latency: float) -> None:
 def totals(latency: float = 0) -> dict[str, int]:
     """Count each table."""
     pause(latency)
-    counts = [sa.select(sa.func.count()).select_from(m).scalar_subquery() for m in (Author, Book, Review, Order)]
+    counts = [
+        sa.select(sa.func.count()).select_from(m).scalar_subquery()
+        for m in (Author, Book, Review, Order)
+    ]
     row = session.execute(sa.select(*counts)).one()
     return dict(zip(["authors", "books", "reviews", "orders"], row, strict=True))
 

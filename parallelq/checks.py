@@ -47,7 +47,7 @@ def _check_pool(conf: Settings) -> list[CheckMessage]:
         return []
     capacity = int(options["pool_size"]) + int(options["max_overflow"])
     # One connection for the request's own Session, one per running task.
-    if conf.MAX_WORKERS + 1 <= capacity:
+    if capacity >= conf.MAX_WORKERS + 1:
         return []
     return [
         Warning(

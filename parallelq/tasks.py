@@ -230,7 +230,9 @@ def _number(callables: tuple[Any, ...]) -> dict[str, Callable[[], Any]]:
                 f"parallel() positional argument {i} must be a callable taking no "
                 f"arguments, not {type(fn).__name__}."
             )
-    return {f"#{i} {getattr(fn, '__qualname__', '')}".rstrip(): fn for i, fn in enumerate(callables)}
+    return {
+        f"#{i} {getattr(fn, '__qualname__', '')}".rstrip(): fn for i, fn in enumerate(callables)
+    }
 
 
 def _failed(future: Future[Any]) -> bool:

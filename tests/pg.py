@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import pwd
 import shutil
@@ -62,8 +63,19 @@ def _start_cluster() -> dict[str, object]:
     _run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
     port = _free_port()
     try:
-        _run("pg_ctl", "-D", data, "-l", log, "-w", "-t", "60",
-             "-o", f"-p {port} -k {root} {SERVER_OPTIONS}", "start")
+        _run(
+            "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            log,
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} -k {root} {SERVER_OPTIONS}",
+            "start",
+        )
     except Unavailable as exc:
         raise Unavailable(f"{exc}\n{_tail(log)}") from exc
     return {
@@ -100,8 +112,6 @@ def _tail(path: str) -> str:
 
 def _remove_cluster(root: str, data: str) -> None:
     if os.path.exists(os.path.join(data, "postmaster.pid")):
-        try:
+        with contextlib.suppress(Unavailable):
             _run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-        except Unavailable:
-            pass
     shutil.rmtree(root, ignore_errors=True)

@@ -68,8 +68,12 @@ class ParallelTests(PostgresTestCase):
             self.assertEqual(parallel(), [])
 
     def test_non_callable_names_its_position(self):
-        with parallelq.scope(), self.assertRaisesMessage(
-            TypeError, "parallel() positional argument 1 must be a callable taking no arguments, not int."
+        with (
+            parallelq.scope(),
+            self.assertRaisesMessage(
+                TypeError,
+                "parallel() positional argument 1 must be a callable taking no arguments, not int.",
+            ),
         ):
             parallel(lambda: 1, 42)
 
