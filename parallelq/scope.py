@@ -11,8 +11,10 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from sqlalchemy import orm
 
 from parallelq import lifecycle
@@ -281,6 +283,18 @@ def _executor() -> ThreadPoolExecutor:
                     max_workers=worker_threads(), thread_name_prefix="parallelq"
                 )
     return _executor_instance
+
+
+# A test that changes PARALLELQ may need more threads; queued work still runs
+# on the old executor's threads.
+@receiver(setting_changed)
+def _reset_executor(*, setting: str, **kwargs: Any) -> None:
+    global _executor_instance
+    if setting == "PARALLELQ":
+        with _executor_lock:
+            old, _executor_instance = _executor_instance, None
+        if old is not None:
+            old.shutdown(wait=False)
 
 
 def worker_threads() -> int:
