@@ -77,8 +77,9 @@ def _lend_connection(session: orm.Session, transaction: Any, connection: sa.Conn
     task = session.info.get(_TASK)
     if task is not None:
         proxied = connection.connection
-        proxied.record_info[_TASK] = task
-        task.hold_connection(proxied.dbapi_connection)
+        if proxied.record_info is not None:  # None only for a detached connection
+            proxied.record_info[_TASK] = task
+            task.hold_connection(proxied.dbapi_connection)
 
 
 # The pool fires checkin before the connection can be handed to anyone else, so

@@ -42,7 +42,7 @@ class Task:
     ) -> None:
         self.scope = scope
         self.fn, self.args, self.kwargs = fn, args, kwargs
-        self.name = name or getattr(fn, "__qualname__", repr(fn))
+        self.name = name or str(getattr(fn, "__qualname__", None) or repr(fn))
         self.future: Future[Any] = Future()
         self.context = contextvars.copy_context()
         # Django keeps these in asgiref Locals, which a new thread does not inherit.
