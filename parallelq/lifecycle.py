@@ -91,6 +91,13 @@ def _reclaim_connection(dbapi_connection: Any, record: Any) -> None:
         task.hold_connection(None)
 
 
+@sa.event.listens_for(TaskSession, "do_orm_execute")
+def _refuse_when_cancelled(state: orm.ORMExecuteState) -> None:
+    task = state.session.info.get(_TASK)
+    if task is not None:
+        task.check_cancelled()
+
+
 @sa.event.listens_for(TaskSession, "after_flush")
 @sa.event.listens_for(RequestSession, "after_flush")
 def _mark_flushed(session: orm.Session, flush_context: Any) -> None:

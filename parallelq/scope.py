@@ -168,7 +168,7 @@ class Scope:
             task.future.set_running_or_notify_cancel()
         for task in tasks:
             if task not in unstarted and not task.future.cancel():
-                task.cancel_statement()
+                task.cancel()
 
     def close(self) -> None:
         """Cancel what is still running, then roll back and close every Session.
@@ -197,12 +197,19 @@ class Scope:
                     _end_quietly(session, name)
 
     def _stop(self, running: list[Task]) -> None:
-        for task in running:
-            task.cancel_statement()
-        not_done = wait([t.future for t in running], timeout=TEARDOWN_GRACE).not_done
+        # A cancel that reaches the server just before the statement does is
+        # ignored there, so it is sent again until the tasks have returned.
+        deadline = time.monotonic() + TEARDOWN_GRACE
+        not_done = {t.future for t in running}
+        while not_done and time.monotonic() < deadline:
+            for task in running:
+                if not task.future.cancel():  # a worker has begun it
+                    task.cancel()
+            wait(not_done, timeout=min(0.5, deadline - time.monotonic()))
+            not_done = {f for f in not_done if not f.done()}
         if not_done:
             logger.warning(
-                "%d task(s) still running %.0f s after their request ended; "
+                "%d task(s) still running %.0f s after their scope ended; "
                 "each ends its own Session when it returns.",
                 len(not_done),
                 TEARDOWN_GRACE,

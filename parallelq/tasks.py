@@ -16,7 +16,7 @@ from sqlalchemy import orm
 
 from parallelq import lifecycle
 from parallelq.cancel import cancel_statement
-from parallelq.exceptions import Timeout
+from parallelq.exceptions import ParallelQueryError, Timeout
 from parallelq.scope import Scope, current_scope
 
 logger = logging.getLogger("parallelq")
@@ -52,6 +52,7 @@ class Task:
         self._lock = threading.Lock()
         self._dbapi_connection: Any = None
         self._ending = False
+        self.cancelled = False
         self.started = False  # handed to a worker, queued, or run inline
         self.siblings: list[Task] = []  # cancelled when this task fails
 
@@ -61,6 +62,7 @@ class Task:
     def get_session(self) -> orm.Session:
         """Return the task's own Session, opening it on first use."""
         if self.session is None:
+            self.check_cancelled()
             self.session = lifecycle.new_session(lifecycle.TaskSession, task=self)
             self.scope.add_session(self.session, f"Task {self.name!r}")
         return self.session
@@ -117,11 +119,24 @@ class Task:
         with self._lock:
             self._dbapi_connection = dbapi_connection
 
-    def cancel_statement(self) -> None:
-        """Cancel the statement the task is running on the server, if any."""
+    def cancel(self) -> None:
+        """Cancel the statement the task runs on the server, and refuse it any more."""
         with self._lock:
+            self.cancelled = True
             if not self._ending and self._dbapi_connection is not None:
                 cancel_statement(self._dbapi_connection)
+
+    def check_cancelled(self) -> None:
+        """Raise ParallelQueryError if the task was cancelled.
+
+        Checked before each statement, so that a task cancelled before or
+        between statements stops at its next one.
+        """
+        if self.cancelled:
+            raise ParallelQueryError(
+                f"Task {self.name!r} was cancelled: a sibling task failed, its timeout "
+                "passed, or its request ended."
+            )
 
 
 def current_task() -> Task | None:

@@ -9,5 +9,7 @@ urlpatterns = [
     path("notes/", views.notes),
     path("write/", views.write),
     path("stream/", views.stream),
+    path("load/", views.load),
+    path("stats/", views.stats),
     path("dashboard/", include("demo_project.urls")),
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlalchemy as sa
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 
 from parallelq import parallel, session, submit
+from parallelq.scope import Scope, current_scope
 from tests.base import backend_pid, sleep
 from tests.models import Note
 
@@ -55,3 +58,22 @@ def stream(request):
         yield f"notes {count}\n"
 
     return StreamingHttpResponse(lines())
+
+
+def load(request):
+    """Load every note as an ORM object into the request's Session; report how many it holds."""
+    loaded = session.scalars(sa.select(Note)).all()
+    return JsonResponse({"loaded": len(loaded), "identity_map": len(session.identity_map)})
+
+
+def stats(request):
+    """Run four 0.1 s sleeps at once; report request.parallelq's stats and what it is."""
+    parallel(*[lambda: sleep(0.1)] * 4)
+    scope = request.parallelq
+    return JsonResponse(
+        {
+            **dataclasses.asdict(scope.stats),
+            "is_scope": isinstance(scope, Scope),
+            "is_current": scope is current_scope(),
+        }
+    )
