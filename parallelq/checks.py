@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
-from django.core.exceptions import ImproperlyConfigured
 
 from parallelq.conf import DEFAULTS, Settings, validate
-from parallelq.engine import database_url
+from parallelq.engine import DatabaseURLError, database_url
 
 MIDDLEWARE = "parallelq.middleware.ParallelQueryMiddleware"
 
@@ -27,35 +25,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 def _check_database(conf: Settings) -> list[CheckMessage]:
     try:
-        database_url(conf).get_dialect()
-    except ImproperlyConfigured as exc:
-        return [Error(str(exc), id="parallelq.E007")]
-    except sa.exc.NoSuchModuleError as exc:
-        return [
-            Error(
-                f"PARALLELQ['DATABASE_URL'] names a database driver SQLAlchemy cannot load: {exc}.",
-                hint="Install the driver, or use e.g. 'postgresql+psycopg2://…' or 'sqlite:///…'.",
-                id="parallelq.E007",
-            )
-        ]
+        database_url(conf)
+    except DatabaseURLError as exc:
+        return [Error(exc.msg, hint=exc.hint, id="parallelq.E007")]
     return []
 
 
 def _check_pool(conf: Settings) -> list[CheckMessage]:
-    options = conf.engine_options
-    if "poolclass" in options:
-        return []
-    capacity = int(options["pool_size"]) + int(options["max_overflow"])
+    options, capacity = conf.engine_options, conf.pool_capacity
     # One connection for the request's own Session, one per running task.
-    if capacity >= conf.MAX_WORKERS + 1:
+    if capacity is None or capacity >= conf.MAX_WORKERS + 1:
         return []
     return [
         Warning(
             f"PARALLELQ['MAX_WORKERS'] is {conf.MAX_WORKERS} but the connection pool holds "
             f"{capacity} (pool_size {options['pool_size']} + max_overflow "
-            f"{options['max_overflow']}): one request's tasks would wait for each other's "
-            "connections, and concurrent requests up to pool_timeout.",
-            hint=f"Set ENGINE_OPTIONS pool_size to at least {conf.MAX_WORKERS + 1}, "
+            f"{options['max_overflow']}): a request's tasks would wait for each other's "
+            "connections, and under concurrent requests they would wait up to pool_timeout.",
+            hint=f"Make pool_size + max_overflow in ENGINE_OPTIONS at least "
+            f"{conf.MAX_WORKERS + 1} (one connection per task, one for the request), "
             "or lower MAX_WORKERS.",
             id="parallelq.W002",
         )

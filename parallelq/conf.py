@@ -53,6 +53,14 @@ class Settings:
         """Return ENGINE_DEFAULTS overlaid with ENGINE_OPTIONS."""
         return {**ENGINE_DEFAULTS, **self.ENGINE_OPTIONS}
 
+    @property
+    def pool_capacity(self) -> int | None:
+        """Return the most connections the pool opens, or None if it sets no bound we know."""
+        options = self.engine_options
+        if "poolclass" in options or options["max_overflow"] < 0:
+            return None
+        return int(options["pool_size"]) + int(options["max_overflow"])
+
 
 def validate(user: Any) -> list[Problem]:
     """Return every mistake in a PARALLELQ value; an empty list means it is usable."""
@@ -109,15 +117,7 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
                 "False runs tasks one by one in the calling thread.",
             )
         )
-    if not isinstance(merged["ENGINE_OPTIONS"], dict):
-        problems.append(
-            Problem(
-                "parallelq.E005",
-                "PARALLELQ['ENGINE_OPTIONS'] must be a dict of sqlalchemy.create_engine() "
-                f"arguments, not {type(merged['ENGINE_OPTIONS']).__name__}.",
-                "For example {'pool_size': 10, 'max_overflow': 5}.",
-            )
-        )
+    problems += _check_engine_options(merged["ENGINE_OPTIONS"])
     url = merged["DATABASE_URL"]
     if url is not None and not isinstance(url, str):
         problems.append(
@@ -129,6 +129,29 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
             )
         )
     return problems
+
+
+def _check_engine_options(options: Any) -> list[Problem]:
+    if not isinstance(options, dict):
+        return [
+            Problem(
+                "parallelq.E005",
+                "PARALLELQ['ENGINE_OPTIONS'] must be a dict of sqlalchemy.create_engine() "
+                f"arguments, not {type(options).__name__}.",
+                "For example {'pool_size': 10, 'max_overflow': 5}.",
+            )
+        ]
+    # parallelq sizes its worker threads and W002 from these two.
+    return [
+        Problem(
+            "parallelq.E005",
+            f"PARALLELQ['ENGINE_OPTIONS']['{key}'] must be a whole number of connections, "
+            f"not {options[key]!r}.",
+            "For example {'pool_size': 10, 'max_overflow': 5}.",
+        )
+        for key in ("pool_size", "max_overflow")
+        if key in options and (isinstance(options[key], bool) or not isinstance(options[key], int))
+    ]
 
 
 @functools.cache

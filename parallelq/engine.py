@@ -57,23 +57,50 @@ def dispose_engine() -> None:
 atexit.register(dispose_engine)
 
 
+class DatabaseURLError(ImproperlyConfigured):
+    """The settings name no database parallelq can connect to."""
+
+    def __init__(self, msg: str, hint: str) -> None:
+        super().__init__(f"{msg} {hint}")
+        self.msg, self.hint = msg, hint
+
+
 def database_url(conf: Settings | None = None) -> sa.URL:
     """Return the URL the Engine connects to: DATABASE_URL, else DATABASES['default'].
 
     Raises:
-        ImproperlyConfigured: DATABASE_URL cannot be parsed, or the default
-            database is neither PostgreSQL nor SQLite and no DATABASE_URL is set.
+        DatabaseURLError: DATABASE_URL cannot be parsed or names a driver
+            SQLAlchemy cannot load, the default database is neither PostgreSQL
+            nor SQLite, or it is a private in-memory SQLite database.
     """
     conf = conf or get_settings()
-    if conf.DATABASE_URL is not None:
+    if conf.DATABASE_URL is None:
+        url = _url_from_django(connections[DEFAULT_DB_ALIAS].settings_dict)
+    else:
         try:
-            return sa.make_url(conf.DATABASE_URL)
+            url = sa.make_url(conf.DATABASE_URL)
         except sa.exc.ArgumentError as exc:
-            raise ImproperlyConfigured(
-                f"PARALLELQ['DATABASE_URL'] is not a database URL ({exc}). "
-                "Use the form 'postgresql+psycopg2://user:password@host:5432/dbname'."
+            raise DatabaseURLError(
+                f"PARALLELQ['DATABASE_URL'] is not a SQLAlchemy database URL ({exc}).",
+                "Use the form 'postgresql+psycopg2://user:password@host:5432/dbname' "
+                "or 'sqlite:///path/to/file.sqlite3'.",
             ) from exc
-    return _url_from_django(connections[DEFAULT_DB_ALIAS].settings_dict)
+        try:
+            url.get_dialect()
+        except sa.exc.NoSuchModuleError as exc:
+            raise DatabaseURLError(
+                f"PARALLELQ['DATABASE_URL'] names the driver {url.drivername!r}, which "
+                "SQLAlchemy cannot load.",
+                "Install the driver's package, or use 'postgresql+psycopg2://…' or 'sqlite:///…'.",
+            ) from exc
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise DatabaseURLError(
+            "parallelq cannot share a private in-memory SQLite database between threads: "
+            "each connection would see its own empty database.",
+            "Use a file database, or a shared-cache URI such as "
+            "'sqlite:///file:name?mode=memory&cache=shared&uri=true'.",
+        )
+    return url
 
 
 def _source() -> tuple[Any, ...]:
@@ -103,10 +130,10 @@ def _url_from_django(db: dict[str, Any]) -> sa.URL:
         if name.startswith("file:"):
             params["uri"] = "true"
         return sa.URL.create("sqlite+pysqlite", database=name, query=params)
-    raise ImproperlyConfigured(
-        f"parallelq cannot derive a SQLAlchemy URL from DATABASES['default'] with ENGINE "
-        f"{engine!r}; it knows the postgresql and sqlite3 backends. "
-        "Set PARALLELQ['DATABASE_URL'] to the database's SQLAlchemy URL."
+    raise DatabaseURLError(
+        f"parallelq cannot derive a SQLAlchemy URL from DATABASES['default'], whose ENGINE "
+        f"is {engine!r}: it knows the postgresql and sqlite3 backends.",
+        "Set PARALLELQ['DATABASE_URL'] to the database's SQLAlchemy URL.",
     )
 
 
@@ -121,19 +148,9 @@ def _build(conf: Settings) -> sa.Engine:
             **connect_args,
         }
     if url.get_backend_name() == "sqlite":
-        _check_sqlite_shareable(url)
         # Every task has its own connection, so the pool must be one that hands
         # connections across threads (pysqlite picks SingletonThreadPool for
         # memory databases).
         options.setdefault("poolclass", sa.QueuePool)
         connect_args.setdefault("check_same_thread", False)
     return sa.create_engine(url, connect_args=connect_args, **options)
-
-
-def _check_sqlite_shareable(url: sa.URL) -> None:
-    if url.database in (None, "", ":memory:"):
-        raise ImproperlyConfigured(
-            "parallelq cannot share a private in-memory SQLite database between threads: "
-            "each connection would see its own empty database. Use a file database, or a "
-            "shared-cache URI such as 'sqlite:///file:name?mode=memory&cache=shared&uri=true'."
-        )

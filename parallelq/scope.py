@@ -121,21 +121,17 @@ class Scope:
                 self._busy_since = time.perf_counter()
             self.stats.max_concurrency = max(self.stats.max_concurrency, self._active)
 
-    def task_finished(self, task: Task, seconds: float) -> None:
-        """Count a finished task and start the next queued one."""
+    def task_finished(self, seconds: float) -> None:
+        """Count a task that ran for `seconds`, for stats."""
         with self._lock:
-            self._running.discard(task)
             self.stats.tasks += 1
             self.stats.db_seconds += seconds
             self._active -= 1
             if self._active == 0:
                 self.stats.wall_seconds += time.perf_counter() - self._busy_since
-            nxt = self._next_pending()
-        if nxt is not None:
-            _executor().submit(nxt.run)
 
-    def task_skipped(self, task: Task) -> None:
-        """Forget a task cancelled before it ran and start the next queued one."""
+    def release(self, task: Task) -> None:
+        """Give the worker slot of a settled or skipped `task` to the next queued one."""
         with self._lock:
             self._running.discard(task)
             nxt = self._next_pending()
@@ -311,6 +307,4 @@ def worker_threads() -> int:
     if that is larger: more threads than connections would only wait on the pool.
     """
     conf = get_settings()
-    options = conf.engine_options
-    capacity = int(options.get("pool_size", 5)) + int(options.get("max_overflow", 10))
-    return max(conf.MAX_WORKERS, capacity)
+    return max(conf.MAX_WORKERS, conf.pool_capacity or 0)

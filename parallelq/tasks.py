@@ -70,7 +70,7 @@ class Task:
     def run(self) -> None:
         """Run the task on a worker thread and settle its Future."""
         if not self.future.set_running_or_notify_cancel():
-            self.scope.task_skipped(self)
+            self.scope.release(self)
             return
         self.scope.task_started()
         started = time.perf_counter()
@@ -79,13 +79,26 @@ class Task:
             # Fail fast from here, before this worker can start a queued sibling.
             self.scope.cancel([t for t in self.siblings if t is not self])
         db.close_old_connections()  # Django connections the task opened in this thread.
-        self.scope.task_finished(self, time.perf_counter() - started)
+        self.scope.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)
+        self.scope.release(self)
 
-    def run_inline(self) -> None:
-        """Run the task in the calling thread, as nested tasks and ENABLED=False do."""
-        if self.future.set_running_or_notify_cancel():
-            self._settle(*contextvars.copy_context().run(self._call))
+    def run_inline(self, *, counted: bool) -> None:
+        """Run the task in the calling thread, as nested tasks and ENABLED=False do.
+
+        Args:
+            counted: add the task to the scope's stats; a nested task's time
+                is already part of the task it runs in.
+        """
+        if not self.future.set_running_or_notify_cancel():
+            return
+        if counted:
+            self.scope.task_started()
+        started = time.perf_counter()
+        ok, outcome = contextvars.copy_context().run(self._call)
+        if counted:
+            self.scope.task_finished(time.perf_counter() - started)
+        self._settle(ok, outcome)
 
     def _call(self) -> tuple[bool, Any]:
         token = _task_var.set(self)
@@ -163,11 +176,12 @@ def submit(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T
 
 
 def _start(task: Task) -> None:
-    if current_task() is not None or not task.scope.enabled:
+    nested = current_task() is not None
+    if nested or not task.scope.enabled:
         # A task waiting on tasks of its own could take every worker and wait
         # forever, so nested work runs here, in the worker it came from.
         task.started = True
-        task.run_inline()
+        task.run_inline(counted=not nested)
     else:
         task.scope.start(task)
 

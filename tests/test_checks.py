@@ -140,9 +140,10 @@ class SettingsCheckTests(SimpleTestCase):
     def test_unparseable_database_url_is_e007(self):
         self.assertChecks(
             Error(
-                "PARALLELQ['DATABASE_URL'] is not a database URL (Could not parse SQLAlchemy "
-                "URL from given URL string). Use the form "
-                "'postgresql+psycopg2://user:password@host:5432/dbname'.",
+                "PARALLELQ['DATABASE_URL'] is not a SQLAlchemy database URL (Could not parse "
+                "SQLAlchemy URL from given URL string).",
+                hint="Use the form 'postgresql+psycopg2://user:password@host:5432/dbname' "
+                "or 'sqlite:///path/to/file.sqlite3'.",
                 id="parallelq.E007",
             )
         )
@@ -151,9 +152,10 @@ class SettingsCheckTests(SimpleTestCase):
     def test_database_url_with_an_unknown_driver_is_e007(self):
         self.assertChecks(
             Error(
-                "PARALLELQ['DATABASE_URL'] names a database driver SQLAlchemy cannot load: "
-                "Can't load plugin: sqlalchemy.dialects:nosuchdb.",
-                hint="Install the driver, or use e.g. 'postgresql+psycopg2://…' or 'sqlite:///…'.",
+                "PARALLELQ['DATABASE_URL'] names the driver 'nosuchdb', which SQLAlchemy "
+                "cannot load.",
+                hint="Install the driver's package, or use 'postgresql+psycopg2://…' or "
+                "'sqlite:///…'.",
                 id="parallelq.E007",
             )
         )
@@ -170,9 +172,10 @@ class SettingsCheckTests(SimpleTestCase):
             messages,
             [
                 Error(
-                    "parallelq cannot derive a SQLAlchemy URL from DATABASES['default'] with "
-                    "ENGINE 'django.db.backends.dummy'; it knows the postgresql and sqlite3 "
-                    "backends. Set PARALLELQ['DATABASE_URL'] to the database's SQLAlchemy URL.",
+                    "parallelq cannot derive a SQLAlchemy URL from DATABASES['default'], whose "
+                    "ENGINE is 'django.db.backends.dummy': it knows the postgresql and sqlite3 "
+                    "backends.",
+                    hint="Set PARALLELQ['DATABASE_URL'] to the database's SQLAlchemy URL.",
                     id="parallelq.E007",
                 )
             ],
@@ -190,9 +193,10 @@ class SettingsCheckTests(SimpleTestCase):
         self.assertChecks(
             Warning(
                 "PARALLELQ['MAX_WORKERS'] is 8 but the connection pool holds 2 (pool_size 2 + "
-                "max_overflow 0): one request's tasks would wait for each other's connections, "
-                "and concurrent requests up to pool_timeout.",
-                hint="Set ENGINE_OPTIONS pool_size to at least 9, or lower MAX_WORKERS.",
+                "max_overflow 0): a request's tasks would wait for each other's connections, "
+                "and under concurrent requests they would wait up to pool_timeout.",
+                hint="Make pool_size + max_overflow in ENGINE_OPTIONS at least 9 (one "
+                "connection per task, one for the request), or lower MAX_WORKERS.",
                 id="parallelq.W002",
             )
         )
@@ -206,6 +210,39 @@ class SettingsCheckTests(SimpleTestCase):
     @override_settings(PARALLELQ={"MAX_WORKERS": 20})
     def test_default_pool_is_too_small_for_twenty_workers(self):
         self.assertEqual([m.id for m in check_settings()], ["parallelq.W002"])
+
+    @override_settings(PARALLELQ={"ENGINE_OPTIONS": {"pool_size": 4, "max_overflow": -1}})
+    def test_unbounded_overflow_is_no_w002(self):
+        self.assertEqual(check_settings(), [])
+
+    @override_settings(PARALLELQ={"ENGINE_OPTIONS": {"pool_size": None, "max_overflow": "5"}})
+    def test_pool_sizes_that_are_not_numbers_are_e005(self):
+        self.assertChecks(
+            Error(
+                "PARALLELQ['ENGINE_OPTIONS']['pool_size'] must be a whole number of "
+                "connections, not None.",
+                hint="For example {'pool_size': 10, 'max_overflow': 5}.",
+                id="parallelq.E005",
+            ),
+            Error(
+                "PARALLELQ['ENGINE_OPTIONS']['max_overflow'] must be a whole number of "
+                "connections, not '5'.",
+                hint="For example {'pool_size': 10, 'max_overflow': 5}.",
+                id="parallelq.E005",
+            ),
+        )
+
+    @override_settings(PARALLELQ={"DATABASE_URL": "sqlite://"})
+    def test_private_in_memory_sqlite_is_e007(self):
+        self.assertChecks(
+            Error(
+                "parallelq cannot share a private in-memory SQLite database between threads: "
+                "each connection would see its own empty database.",
+                hint="Use a file database, or a shared-cache URI such as "
+                "'sqlite:///file:name?mode=memory&cache=shared&uri=true'.",
+                id="parallelq.E007",
+            )
+        )
 
     @override_settings(PARALLELQ={"MAX_WORKER": 4}, MIDDLEWARE=[])
     def test_run_checks_reports_parallelqs_messages(self):

@@ -140,6 +140,15 @@ class DisabledTests(PostgresTestCase):
         self.assertEqual(results[2], 42)
 
     @DISABLED
+    def test_stats_count_the_tasks_run_one_by_one(self):
+        with parallelq.scope() as opened:
+            parallel(lambda: sleep(0.1), lambda: sleep(0.1))
+        self.assertEqual(opened.stats.tasks, 2)
+        self.assertEqual(opened.stats.max_concurrency, 1)
+        self.assertGreaterEqual(opened.stats.db_seconds, 0.2)
+        self.assertGreaterEqual(opened.stats.wall_seconds, opened.stats.db_seconds * 0.9)
+
+    @DISABLED
     def test_submit_returns_a_done_future(self):
         with parallelq.scope():
             future = submit(arithmetic)

@@ -107,6 +107,13 @@ class SubmitTests(PostgresTestCase):
             self.assertEqual(busy.result(timeout=10), 0.3)
         self.assertGreaterEqual(queued_ran_at, 0.3)
 
+    @override_settings(PARALLELQ={"MAX_WORKERS": 1})
+    def test_a_task_is_settled_before_the_next_queued_one_starts(self):
+        with parallelq.scope():
+            busy = submit(sleep, 0.2)
+            queued = submit(lambda: busy.done())
+            self.assertTrue(queued.result(timeout=10))
+
     def test_cancelling_a_finished_future_fails(self):
         with parallelq.scope():
             future = submit(lambda: 1)
