@@ -26,6 +26,6 @@ except pg.Unavailable as exc:
     }
 
 ROOT_URLCONF = "tests.urls"
-TEST_RUNNER = "parallelq.test.DiscoverRunner"
+TEST_RUNNER = "tests.runner.Runner"
 PARALLELQ = {"MAX_WORKERS": 8}
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -1,0 +1,17 @@
+"""The tests' runner: parallelq's, plus a plain 'N passed, N failed' closing line for CI."""
+
+from __future__ import annotations
+
+import unittest
+from typing import Any
+
+from parallelq.test import DiscoverRunner
+
+
+class Runner(DiscoverRunner):
+    def suite_result(self, suite: Any, result: unittest.TestResult, **kwargs: Any) -> int:
+        failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+        skipped = len(result.skipped)
+        passed = result.testsRun - failed - skipped - len(result.expectedFailures)
+        print(f"{passed} passed, {failed} failed, {skipped} skipped")
+        return super().suite_result(suite, result, **kwargs)
