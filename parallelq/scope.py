@@ -76,7 +76,7 @@ class Scope:
         self.closed = False
         self._lock = threading.Lock()
         self._main: orm.Session | None = None
-        self._sessions: list[tuple[orm.Session, str]] = []
+        self._sessions: dict[orm.Session, str] = {}  # live Sessions, ended at teardown
         self._pending: deque[Task] = deque()
         self._running: set[Task] = set()
         self._active = 0
@@ -92,13 +92,24 @@ class Scope:
         if self._main is None:
             self._check_open("session")
             self._main = lifecycle.new_session(lifecycle.RequestSession)
-            self.add_session(self._main, "the request's session")
+            owner = "request" if self.from_request else "scope"
+            self.add_session(self._main, f"the {owner}'s session")
         return self._main
+
+    @property
+    def open_sessions(self) -> int:
+        """Return how many Sessions the scope holds: its own, and those of running tasks."""
+        return len(self._sessions)
 
     def add_session(self, session: orm.Session, name: str) -> None:
         """Register `session` to be rolled back and closed at teardown."""
         with self._lock:
-            self._sessions.append((session, name))
+            self._sessions[session] = name
+
+    def discard_session(self, session: orm.Session) -> None:
+        """Forget `session`, which its task has ended itself."""
+        with self._lock:
+            self._sessions.pop(session, None)
 
     def start(self, task: Task) -> None:
         """Run `task` on a worker thread now, or queue it behind MAX_WORKERS running ones."""
@@ -185,10 +196,10 @@ class Scope:
             self._stop(running)
         finally:
             with self._lock:
-                sessions, self._sessions = self._sessions, []
+                sessions, self._sessions = self._sessions, {}
                 busy = {task.session for task in self._running}
             self._main = None
-            for session, name in sessions:
+            for session, name in sessions.items():
                 if session not in busy:
                     _end_quietly(session, name)
 

@@ -204,3 +204,21 @@ class StatsTests(PostgresTestCase):
             parallel(*[lambda: sleep(0.1)] * 5)
         self.assertEqual(s.stats.tasks, 5)
         self.assertEqual(s.stats.max_concurrency, 2)
+
+
+class RegistryTests(PostgresTestCase):
+    def test_a_finished_task_leaves_no_session_in_the_registry(self):
+        with parallelq.scope() as opened:
+            parallel(*[backend_pid] * 20)
+            self.assertEqual(opened.open_sessions, 0)
+            backend_pid()  # the scope's own Session
+            self.assertEqual(opened.open_sessions, 1)
+            future = submit(sleep, 0.5)
+            deadline = time.monotonic() + 5
+            while opened.open_sessions < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(opened.open_sessions, 2)
+            self.assertFalse(future.done())
+            future.result(timeout=10)
+            self.assertEqual(opened.open_sessions, 1)
+        self.assertEqual(opened.open_sessions, 0)
