@@ -18,6 +18,9 @@ SERVER_OPTIONS = (
 )
 
 
+_cluster: dict[str, str] = {}  # data, log and root of the cluster this run started
+
+
 class Unavailable(RuntimeError):
     """No PostgreSQL server could be started or reached."""
 
@@ -60,6 +63,7 @@ def _start_cluster() -> dict[str, object]:
         owner = pwd.getpwnam("postgres")
         os.chown(root, owner.pw_uid, owner.pw_gid)
     atexit.register(_remove_cluster, root, data)
+    _cluster.update(data=data, log=log, root=root)
     _run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
     port = _free_port()
     try:
@@ -86,6 +90,17 @@ def _start_cluster() -> dict[str, object]:
         "HOST": "127.0.0.1",
         "PORT": str(port),
     }
+
+
+def restart() -> None:
+    """Restart the cluster this run started, dropping every connection to it.
+
+    Raises:
+        Unavailable: the tests use a server they did not start.
+    """
+    if not _cluster:
+        raise Unavailable("the tests did not start this PostgreSQL server, so cannot restart it")
+    _run("pg_ctl", "-D", _cluster["data"], "-l", _cluster["log"], "-w", "-m", "fast", "restart")
 
 
 def _run(*command: str) -> None:
