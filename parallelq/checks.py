@@ -25,9 +25,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 def _check_database(conf: Settings) -> list[CheckMessage]:
     try:
-        database_url(conf)
+        url = database_url(conf)
     except DatabaseURLError as exc:
         return [Error(exc.msg, hint=exc.hint, id="parallelq.E007")]
+    if conf.STATEMENT_TIMEOUT is not None and url.get_backend_name() != "postgresql":
+        return [
+            Warning(
+                f"PARALLELQ['STATEMENT_TIMEOUT'] has no effect on {url.get_backend_name()}: "
+                "only PostgreSQL enforces it.",
+                hint="Use parallel(timeout=...) or PARALLELQ['TIMEOUT'], which cancel "
+                "statements on every database.",
+                id="parallelq.W003",
+            )
+        ]
     return []
 
 

@@ -16,6 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "ENGINE_OPTIONS": {},
     "MAX_WORKERS": 8,
     "TIMEOUT": None,
+    "STATEMENT_TIMEOUT": None,
     "ENABLED": True,
 }
 
@@ -46,6 +47,7 @@ class Settings:
     ENGINE_OPTIONS: dict[str, Any] = field(default_factory=dict)
     MAX_WORKERS: int = 8
     TIMEOUT: float | None = None
+    STATEMENT_TIMEOUT: float | None = None
     ENABLED: bool = True
 
     @property
@@ -97,18 +99,19 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
                 "Set it to the most tasks one request may run at once, e.g. 8.",
             )
         )
-    timeout = merged["TIMEOUT"]
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        problems.append(
-            Problem(
-                "parallelq.E003",
-                f"PARALLELQ['TIMEOUT'] must be a positive number of seconds or None, "
-                f"not {timeout!r}.",
-                "Use None for no limit.",
+    for key in ("TIMEOUT", "STATEMENT_TIMEOUT"):
+        seconds = merged[key]
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+        ):
+            problems.append(
+                Problem(
+                    "parallelq.E003",
+                    f"PARALLELQ['{key}'] must be a positive number of seconds or None, "
+                    f"not {seconds!r}.",
+                    "Use None for no limit.",
+                )
             )
-        )
     if not isinstance(merged["ENABLED"], bool):
         problems.append(
             Problem(

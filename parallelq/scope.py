@@ -22,7 +22,7 @@ from parallelq.conf import get_settings
 from parallelq.exceptions import NoScopeError
 
 if TYPE_CHECKING:
-    from parallelq.tasks import Task
+    from parallelq.task import Task
 
 logger = logging.getLogger("parallelq")
 
@@ -111,6 +111,19 @@ class Scope:
         with self._lock:
             self._sessions.pop(session, None)
 
+    def claim(self, task: Task) -> bool:
+        """Mark `task` started; False if it was already, or cancelled before it started.
+
+        Whoever claims a task settles its Future: the worker or inline run that
+        starts it, or cancel() for a task that never starts.
+        """
+        with self._lock:
+            self._check_open("parallel()")
+            if task.started:
+                return False
+            task.started = True
+            return True
+
     def start(self, task: Task) -> None:
         """Run `task` on a worker thread now, or queue it behind MAX_WORKERS running ones."""
         with self._lock:
@@ -174,8 +187,8 @@ class Scope:
             task.future.cancel()
             task.future.set_running_or_notify_cancel()
         for task in tasks:
-            if task not in unstarted and not task.future.cancel():
-                task.cancel()
+            if task not in unstarted:
+                task.future.cancel()  # a running task's statement is cancelled
 
     def close(self) -> None:
         """Cancel what is still running, then roll back and close every Session.
@@ -210,8 +223,7 @@ class Scope:
         not_done = {t.future for t in running}
         while not_done and time.monotonic() < deadline:
             for task in running:
-                if not task.future.cancel():  # a worker has begun it
-                    task.cancel()
+                task.future.cancel()  # a running task's statement is cancelled
             wait(not_done, timeout=min(0.5, deadline - time.monotonic()))
             not_done = {f for f in not_done if not f.done()}
         if not_done:

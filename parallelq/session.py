@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import orm
 
 from parallelq.scope import current_scope
-from parallelq.tasks import current_task
+from parallelq.task import current_task
 
 
 def current_session() -> orm.Session:

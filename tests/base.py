@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import unittest
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from django.conf import settings
@@ -50,6 +52,20 @@ class PostgresTestCase(ParallelqTestCase):
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
             return list(cursor.fetchall())
+
+    def running(self, fragment: str) -> list[int]:
+        """Return the pids of backends running a statement that contains `fragment`."""
+        backends = self.other_backends()
+        return [pid for pid, state, query in backends if state == "active" and fragment in query]
+
+    def wait_for(self, condition: Callable[[], object], seconds: float) -> bool:
+        """Poll `condition` until it is true or `seconds` pass; return whether it came true."""
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
 
 def backend_pid() -> int:

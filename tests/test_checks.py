@@ -62,7 +62,8 @@ class SettingsCheckTests(SimpleTestCase):
         self.assertChecks(
             Error(
                 "Unknown PARALLELQ key(s): MAX_WORKER.",
-                hint="Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, ENABLED.",
+                hint="Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, "
+                "STATEMENT_TIMEOUT, ENABLED.",
                 id="parallelq.E001",
             )
         )
@@ -241,6 +242,29 @@ class SettingsCheckTests(SimpleTestCase):
                 hint="Use a file database, or a shared-cache URI such as "
                 "'sqlite:///file:name?mode=memory&cache=shared&uri=true'.",
                 id="parallelq.E007",
+            )
+        )
+
+    @override_settings(PARALLELQ={"DATABASE_URL": "sqlite:///x.sqlite3", "STATEMENT_TIMEOUT": 5})
+    def test_statement_timeout_off_postgresql_is_w003(self):
+        self.assertChecks(
+            Warning(
+                "PARALLELQ['STATEMENT_TIMEOUT'] has no effect on sqlite: only PostgreSQL "
+                "enforces it.",
+                hint="Use parallel(timeout=...) or PARALLELQ['TIMEOUT'], which cancel "
+                "statements on every database.",
+                id="parallelq.W003",
+            )
+        )
+
+    @override_settings(PARALLELQ={"STATEMENT_TIMEOUT": 0})
+    def test_statement_timeout_of_zero_is_e003(self):
+        self.assertChecks(
+            Error(
+                "PARALLELQ['STATEMENT_TIMEOUT'] must be a positive number of seconds or None, "
+                "not 0.",
+                hint="Use None for no limit.",
+                id="parallelq.E003",
             )
         )
 

@@ -9,7 +9,9 @@ from django.test import SimpleTestCase, override_settings
 
 from parallelq.conf import ENGINE_DEFAULTS, Settings, get_settings
 
-VALID_KEYS = "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, ENABLED."
+VALID_KEYS = (
+    "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, STATEMENT_TIMEOUT, ENABLED."
+)
 
 
 class ValidSettingsTests(SimpleTestCase):

@@ -99,17 +99,17 @@ class ScopeSessionTests(PostgresTestCase):
             self.assertIs(session(), session())
 
     def test_task_sessions_differ_from_the_scopes_and_from_each_other(self):
+        # Session.hash_key is unique per Session, unlike id() of a collected one.
         def own_session():
             sleep(0.1)
-            return session()
+            return session().hash_key
 
         with parallelq.scope() as s:
             task_sessions = parallel(own_session, own_session, own_session)
             caller_session = session()
             self.assertIs(caller_session, s.session)
-        self.assertEqual(len({id(t) for t in task_sessions}), 3)
-        for task_session in task_sessions:
-            self.assertIsNot(task_session, caller_session)
+        self.assertEqual(len(set(task_sessions)), 3)
+        self.assertNotIn(caller_session.hash_key, task_sessions)
 
     def test_scope_session_and_tasks_use_different_connections(self):
         with parallelq.scope():
@@ -154,16 +154,17 @@ class NestedParallelTests(PostgresTestCase):
             self.assertEqual(submit(outer).result(timeout=20), "inner")
 
     def test_nested_tasks_have_sessions_of_their_own(self):
+        def key():
+            return session().hash_key
+
         def outer():
-            mine = session()
-            mine.execute(sa.text("SELECT 1"))
-            inner = parallel(session, session)
-            return mine, inner
+            session.execute(sa.text("SELECT 1"))
+            return key(), parallel(key, key)
 
         with parallelq.scope() as s:
             outer_session, inner_sessions = parallel(outer)[0]
-            scope_session = s.session
-        self.assertEqual(len({id(x) for x in [outer_session, *inner_sessions, scope_session]}), 4)
+            scope_session = s.session.hash_key
+        self.assertEqual(len({outer_session, *inner_sessions, scope_session}), 4)
 
     def test_nested_tasks_run_in_the_outer_tasks_thread(self):
         def outer():

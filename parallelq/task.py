@@ -1,0 +1,215 @@
+"""Task: one callable run with the caller's context and a Session of its own."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from django import db
+from django.utils import timezone, translation
+from sqlalchemy import orm
+
+from parallelq import lifecycle
+from parallelq.cancel import cancel_statement
+from parallelq.exceptions import ParallelQueryError
+
+if TYPE_CHECKING:
+    from parallelq.scope import Scope
+
+logger = logging.getLogger("parallelq")
+
+T = TypeVar("T")
+
+_task_var: contextvars.ContextVar[Task | None] = contextvars.ContextVar(
+    "parallelq.task", default=None
+)
+
+# What a task may not return: each would use the task's Session or connection
+# after the task has ended the one and given back the other.
+_BOUND_TO_SESSION = {
+    orm.Session: "its Session, which ends with the task. Return what it loaded instead",
+    orm.Query: "a Query, which would run on the task's ended Session. Return query.all()",
+    sa.engine.result.FilterResult: "a {type}, which would read rows from a connection the "
+    "task has given back. Return its rows: .all(), .first() or .one()",
+}
+
+
+def current_task() -> Task | None:
+    """Return the task running in this context, or None in the caller's own."""
+    return _task_var.get()
+
+
+class TaskFuture(Future[T]):
+    """A Future whose cancel() also stops the task's running statement on the server."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self._task = task
+
+    def cancel(self) -> bool:
+        """Cancel the task: True if it had not started (it never will).
+
+        A running task cannot be un-run, so this returns False for it, as
+        Future.cancel() does; but its statement is cancelled on the server and
+        it may run no other, so the Future soon holds that error.
+        """
+        if super().cancel():
+            return True
+        if not self.done():
+            self._task.cancel()
+        return False
+
+
+class Task:
+    """One callable, its Future, the caller's context, and the Session it opens."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> None:
+        self.scope = scope
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.name = name or str(getattr(fn, "__qualname__", None) or repr(fn))
+        self.future: TaskFuture[Any] = TaskFuture(self)
+        self.context = contextvars.copy_context()
+        # Django keeps these in asgiref Locals, which a new thread does not inherit.
+        self.language = translation.get_language()
+        self.timezone = timezone.get_current_timezone()
+        self.session: orm.Session | None = None
+        self.started = False  # handed to a worker, queued, or run inline; see Scope.claim
+        self.cancelled = False
+        self.siblings: list[Task] = []  # cancelled when this task fails
+        self._lock = threading.Lock()
+        self._dbapi_connection: Any = None
+        self._ending = False
+
+    def __repr__(self) -> str:
+        return f"<parallelq task {self.name}>"
+
+    def get_session(self) -> orm.Session:
+        """Return the task's own Session, opening it on first use."""
+        if self.session is None:
+            self.check_cancelled()
+            self.session = lifecycle.new_session(lifecycle.TaskSession, task=self)
+            self.scope.add_session(self.session, f"Task {self.name!r}")
+        return self.session
+
+    def run(self) -> None:
+        """Run the task on a worker thread and settle its Future."""
+        if not self.future.set_running_or_notify_cancel():
+            self.scope.release(self)
+            return
+        self.scope.task_started()
+        started = time.perf_counter()
+        ok, outcome = self.context.run(self._call)
+        if not ok and self.siblings:
+            # Fail fast from here, before this worker can start a queued sibling.
+            self.scope.cancel([t for t in self.siblings if t is not self])
+        db.close_old_connections()  # Django connections the task opened in this thread.
+        self.scope.task_finished(time.perf_counter() - started)
+        self._settle(ok, outcome)
+        self.scope.release(self)
+
+    def run_inline(self, *, counted: bool) -> None:
+        """Run the task in the calling thread, as nested tasks and ENABLED=False do.
+
+        Args:
+            counted: add the task to the scope's stats; a nested task's time
+                is already part of the task it runs in.
+        """
+        if not self.future.set_running_or_notify_cancel():
+            return
+        if counted:
+            self.scope.task_started()
+        started = time.perf_counter()
+        ok, outcome = contextvars.copy_context().run(self._call)
+        if counted:
+            self.scope.task_finished(time.perf_counter() - started)
+        self._settle(ok, outcome)
+
+    def _call(self) -> tuple[bool, Any]:
+        token = _task_var.set(self)
+        try:
+            with translation.override(self.language), timezone.override(self.timezone):
+                return True, self._check_result(self.fn(*self.args, **self.kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
+            if isinstance(exc, sa.exc.TimeoutError):
+                _explain_pool_timeout(exc, self.name)
+            return False, exc
+        finally:
+            _task_var.reset(token)
+            self._end_session()
+
+    def _check_result(self, result: Any) -> Any:
+        if isinstance(result, sa.engine.Result) and getattr(result, "returns_rows", True):
+            # Read every row now, while the task still holds the connection; the
+            # caller gets a Result of its own over them.
+            return result.freeze()()
+        for kind, why in _BOUND_TO_SESSION.items():
+            if isinstance(result, kind):
+                raise ParallelQueryError(
+                    f"Task {self.name!r} returned {why.format(type=type(result).__name__)}."
+                )
+        return result
+
+    def _settle(self, ok: bool, outcome: Any) -> None:
+        if ok:
+            self.future.set_result(outcome)
+        else:
+            self.future.set_exception(outcome)
+
+    def _end_session(self) -> None:
+        with self._lock:
+            self._ending = True
+        if self.session is not None:
+            try:
+                lifecycle.end_session(self.session, f"Task {self.name!r}")
+            except Exception:
+                # The task's own outcome still reaches the caller.
+                logger.exception("Ending the Session of task %r failed", self.name)
+            else:
+                self.scope.discard_session(self.session)
+
+    def hold_connection(self, dbapi_connection: Any) -> None:
+        """Record the DBAPI connection the task's Session holds now (None: none)."""
+        with self._lock:
+            self._dbapi_connection = dbapi_connection
+
+    def cancel(self) -> None:
+        """Cancel the statement the task runs on the server, and refuse it any more."""
+        with self._lock:
+            self.cancelled = True
+            if not self._ending and self._dbapi_connection is not None:
+                cancel_statement(self._dbapi_connection)
+
+    def check_cancelled(self) -> None:
+        """Raise ParallelQueryError if the task was cancelled.
+
+        Checked before each statement, so that a task cancelled before or
+        between statements stops at its next one.
+        """
+        if self.cancelled:
+            raise ParallelQueryError(
+                f"Task {self.name!r} was cancelled: a sibling task failed, its timeout "
+                "passed, or its request ended."
+            )
+
+
+def _explain_pool_timeout(exc: sa.exc.TimeoutError, name: str) -> None:
+    # Python 3.11+: the note is printed with the traceback; the type stays SQLAlchemy's.
+    if hasattr(exc, "add_note"):
+        exc.add_note(
+            f"parallelq: task {name!r} found no free connection in the pool within "
+            "pool_timeout. Every request's own Session and every running task holds one; "
+            "raise ENGINE_OPTIONS pool_size, or lower MAX_WORKERS (see check parallelq.W002)."
+        )

@@ -1,0 +1,134 @@
+"""Cancelling on the server: fail-fast, timeouts, abandoned futures, STATEMENT_TIMEOUT, SQLite."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+
+import sqlalchemy as sa
+from django.test import TransactionTestCase, override_settings
+
+import parallelq
+from parallelq import get_engine, parallel, session, submit
+from tests.base import PostgresTestCase, sleep
+
+LONG_SLEEP = "pg_sleep(10"
+
+
+def fail_soon():
+    time.sleep(0.3)  # the sibling's pg_sleep has begun by then
+    raise ValueError("panel failed")
+
+
+class FailFastTests(PostgresTestCase):
+    def test_a_failing_sibling_stops_a_long_query_on_the_server(self):
+        started = time.monotonic()
+        with parallelq.scope(), self.assertRaisesMessage(ValueError, "panel failed"):
+            parallel(lambda: sleep(10), fail_soon)
+        self.assertLess(time.monotonic() - started, 2)
+        self.assertTrue(self.wait_for(lambda: not self.running(LONG_SLEEP), 2))
+
+    def test_parallel_returns_before_the_scope_ends(self):
+        with parallelq.scope():
+            started = time.monotonic()
+            with self.assertRaises(ValueError):
+                parallel(lambda: sleep(10), fail_soon)
+            self.assertLess(time.monotonic() - started, 2)
+            self.assertTrue(self.wait_for(lambda: not self.running(LONG_SLEEP), 2))
+            self.assertEqual(parallel(lambda: sleep(0.01)), [0.01])
+
+    def test_timeout_stops_the_query_on_the_server(self):
+        started = time.monotonic()
+        with parallelq.scope(), self.assertRaises(parallelq.Timeout):
+            parallel(lambda: sleep(10), timeout=0.5)
+        self.assertLess(time.monotonic() - started, 2)
+        self.assertTrue(self.wait_for(lambda: not self.running(LONG_SLEEP), 2))
+        self.assertEqual(get_engine().pool.checkedout(), 0)
+
+    @override_settings(PARALLELQ={"ENABLED": False})
+    def test_timeout_stops_a_query_run_in_the_callers_thread(self):
+        started = time.monotonic()
+        with parallelq.scope(), self.assertRaisesMessage(parallelq.Timeout, "slow"):
+            parallel(slow=lambda: sleep(10), never=lambda: 1, timeout=0.5)
+        self.assertLess(time.monotonic() - started, 2)
+        self.assertEqual(self.running(LONG_SLEEP), [])
+
+    def test_timeout_stops_a_nested_query(self):
+        def outer():
+            return parallel(lambda: sleep(10), timeout=0.5)
+
+        started = time.monotonic()
+        with parallelq.scope(), self.assertRaises(parallelq.Timeout):
+            parallel(outer)
+        self.assertLess(time.monotonic() - started, 2)
+        self.assertEqual(self.running(LONG_SLEEP), [])
+
+
+class AbandonedFutureTests(PostgresTestCase):
+    def test_cancelling_a_running_future_stops_its_query(self):
+        with parallelq.scope():
+            future = submit(sleep, 10)
+            self.assertTrue(self.wait_for(lambda: self.running(LONG_SLEEP), 5))
+            started = time.monotonic()
+            self.assertFalse(future.cancel())  # it ran, so it cannot be un-run
+            self.assertIsInstance(future.exception(timeout=5), sa.exc.OperationalError)
+            self.assertLess(time.monotonic() - started, 2)
+            self.assertEqual(self.running(LONG_SLEEP), [])
+
+    def test_a_cancelled_task_runs_no_further_statement(self):
+        ran = []
+
+        def two_statements():
+            sleep(10)
+            ran.append("second")
+            sleep(0.01)
+
+        with parallelq.scope():
+            future = submit(lambda: (_ignore_errors(two_statements), sleep(0.01)))
+            self.assertTrue(self.wait_for(lambda: self.running(LONG_SLEEP), 5))
+            future.cancel()
+            self.assertIsInstance(future.exception(timeout=5), parallelq.ParallelQueryError)
+        self.assertIn("was cancelled", str(future.exception()))
+
+
+def _ignore_errors(fn):
+    with contextlib.suppress(sa.exc.DBAPIError):
+        fn()
+
+
+class StatementTimeoutTests(PostgresTestCase):
+    @override_settings(PARALLELQ={"STATEMENT_TIMEOUT": 0.3})
+    def test_the_server_stops_a_statement_past_statement_timeout(self):
+        started = time.monotonic()
+        with parallelq.scope(), self.assertRaisesMessage(sa.exc.OperationalError, "timeout"):
+            parallel(lambda: sleep(10))
+        self.assertLess(time.monotonic() - started, 2)
+
+    @override_settings(PARALLELQ={"STATEMENT_TIMEOUT": 2})
+    def test_statements_within_statement_timeout_run(self):
+        with parallelq.scope():
+            self.assertEqual(parallel(lambda: sleep(0.1)), [0.1])
+            self.assertEqual(session.execute(sa.text("SHOW statement_timeout")).scalar(), "2s")
+
+
+# Counts to 10**9 in SQL: long enough to need an interrupt, no sleep function.
+COUNT_FOREVER = sa.text(
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+class SqliteInterruptTests(TransactionTestCase):
+    databases = {"default"}
+
+    def test_timeout_interrupts_a_sqlite_statement(self):
+        path = os.path.join(tempfile.mkdtemp(prefix="parallelq-"), "cancel.sqlite3")
+        with override_settings(PARALLELQ={"DATABASE_URL": f"sqlite:///{path}"}):
+            started = time.monotonic()
+            with parallelq.scope(), self.assertRaises(parallelq.Timeout):
+                parallel(lambda: session.execute(COUNT_FOREVER).scalar(), timeout=0.5)
+            self.assertLess(time.monotonic() - started, 2)
+            # Teardown waited for the interrupted task: its connection is back.
+            self.assertEqual(get_engine().pool.checkedout(), 0)
