@@ -9,15 +9,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from sqlalchemy import orm
 
-from parallelq import lifecycle
+from parallelq import lifecycle, workers
 from parallelq.conf import get_settings
 from parallelq.exceptions import NoScopeError
 
@@ -135,7 +133,7 @@ class Scope:
                 self._pending.append(task)
                 return
             self._running.add(task)
-        _executor().submit(task.run)
+        workers.submit(task.run)
 
     def task_started(self) -> None:
         """Count a task that began running, for stats."""
@@ -160,7 +158,7 @@ class Scope:
             self._running.discard(task)
             nxt = self._next_pending()
         if nxt is not None:
-            _executor().submit(nxt.run)
+            workers.submit(nxt.run)
 
     def _next_pending(self) -> Task | None:
         # Called with self._lock held.
@@ -294,40 +292,3 @@ def close_request_scope() -> None:
     if active is not None and active.from_request:
         _scope_var.set(None)
         active.close()
-
-
-_executor_lock = threading.Lock()
-_executor_instance: ThreadPoolExecutor | None = None
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _executor_instance
-    if _executor_instance is None:
-        with _executor_lock:
-            if _executor_instance is None:
-                _executor_instance = ThreadPoolExecutor(
-                    max_workers=worker_threads(), thread_name_prefix="parallelq"
-                )
-    return _executor_instance
-
-
-# A test that changes PARALLELQ may need more threads; queued work still runs
-# on the old executor's threads.
-@receiver(setting_changed)
-def _reset_executor(*, setting: str, **kwargs: Any) -> None:
-    global _executor_instance
-    if setting == "PARALLELQ":
-        with _executor_lock:
-            old, _executor_instance = _executor_instance, None
-        if old is not None:
-            old.shutdown(wait=False)
-
-
-def worker_threads() -> int:
-    """Return the number of worker threads the process shares between its scopes.
-
-    It is the Engine pool's capacity (pool_size + max_overflow), or MAX_WORKERS
-    if that is larger: more threads than connections would only wait on the pool.
-    """
-    conf = get_settings()
-    return max(conf.MAX_WORKERS, conf.pool_capacity or 0)
