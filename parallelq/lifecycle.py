@@ -14,9 +14,11 @@ logger = logging.getLogger("parallelq")
 
 # Session.info keys. _FLUSHED: the open transaction has flushed ORM changes.
 # _MAYBE_WROTE: it ran a statement that is not a SELECT (text() included), which
-# the database is asked about before a warning. _TASK: the task owning the Session.
+# the database is asked about before a warning. _CONNECTION: the Connection the
+# open transaction holds. _TASK: the task owning the Session.
 _FLUSHED = "parallelq.flushed"
 _MAYBE_WROTE = "parallelq.maybe_wrote"
+_CONNECTION = "parallelq.connection"
 _TASK = "parallelq.task"
 
 _PG_IN_TRANSACTION = 2  # INTRANS in psycopg2 and psycopg 3 alike
@@ -49,11 +51,11 @@ def has_unsaved_writes(session: orm.Session) -> bool:
     """Return True if `session` has changes that its rollback would lose."""
     if session.new or session.deleted or session.dirty or session.info.get(_FLUSHED):
         return True
-    transaction = session.get_transaction()
-    if not session.info.get(_MAYBE_WROTE) or transaction is None or not transaction.is_active:
-        # A transaction an error has ended already told its caller so.
+    connection = session.info.get(_CONNECTION)
+    if not session.info.get(_MAYBE_WROTE) or connection is None or connection.invalidated:
+        # No connection, or one an error has broken: the error reached the caller.
         return False
-    return _transaction_wrote(session.connection())
+    return _transaction_wrote(connection)
 
 
 def _transaction_wrote(connection: sa.Connection) -> bool:
@@ -68,6 +70,13 @@ def _transaction_wrote(connection: sa.Connection) -> bool:
         # pysqlite opens a transaction only before INSERT, UPDATE, DELETE or REPLACE.
         return bool(dbapi_connection.in_transaction)  # type: ignore[union-attr]
     return True
+
+
+@sa.event.listens_for(TaskSession, "after_begin")
+@sa.event.listens_for(RequestSession, "after_begin")
+def _remember_connection(session: orm.Session, transaction: Any, connection: sa.Connection) -> None:
+    # Asking the database about writes must not check out a connection of its own.
+    session.info[_CONNECTION] = connection
 
 
 @sa.event.listens_for(TaskSession, "after_begin")
@@ -117,3 +126,4 @@ def _forget_writes(session: orm.Session, transaction: orm.SessionTransaction) ->
     if transaction.parent is None:
         session.info.pop(_FLUSHED, None)
         session.info.pop(_MAYBE_WROTE, None)
+        session.info.pop(_CONNECTION, None)

@@ -177,8 +177,8 @@ class Task:
             except Exception:
                 # The task's own outcome still reaches the caller.
                 logger.exception("Ending the Session of task %r failed", self.name)
-            else:
-                self.scope.discard_session(self.session)
+            finally:
+                self.scope.discard_session(self.session)  # closed either way
 
     def hold_connection(self, dbapi_connection: Any) -> None:
         """Record the DBAPI connection the task's Session holds now (None: none)."""

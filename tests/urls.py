@@ -12,4 +12,6 @@ urlpatterns = [
     path("load/", views.load),
     path("stats/", views.stats),
     path("dashboard/", include("demo_project.urls")),
+    path("sleeps/", views.sleeps),
+    path("cheap/", views.cheap),
 ]

@@ -77,3 +77,17 @@ def stats(request):
             "is_current": scope is current_scope(),
         }
     )
+
+
+def sleeps(request):
+    """Run five 0.1 s sleeps at once; with ?own=1 the request's Session first holds a connection."""
+    own = backend_pid() if request.GET.get("own") == "1" else None
+    return JsonResponse({"own": own, "slept": parallel(*[lambda: sleep(0.1)] * 5)})
+
+
+def cheap(request):
+    """Select 1 on the request's own Session and in three tasks."""
+    one = sa.select(sa.literal(1))
+    own = session.execute(one).scalar_one()
+    tasks = parallel(*[lambda: session.execute(one).scalar_one()] * 3)
+    return JsonResponse({"own": own, "tasks": tasks})
