@@ -89,6 +89,7 @@ class Task:
         self.started = False  # handed to a worker, queued, or run inline; see Scope.claim
         self.cancelled = False
         self.siblings: list[Task] = []  # cancelled when this task fails
+        self.failed_at = 0.0  # time.monotonic() when it raised: the first error wins
         self._lock = threading.Lock()
         self._dbapi_connection: Any = None
         self._ending = False
@@ -112,12 +113,13 @@ class Task:
         self.scope.task_started()
         started = time.perf_counter()
         ok, outcome = self.context.run(self._call)
-        if not ok and self.siblings:
-            # Fail fast from here, before this worker can start a queued sibling.
-            self.scope.cancel([t for t in self.siblings if t is not self])
         db.close_old_connections()  # Django connections the task opened in this thread.
         self.scope.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)
+        if not ok and self.siblings:
+            # Fail fast from here, before this worker can start a queued sibling,
+            # and after settling, so that this error is known to come first.
+            self.scope.cancel([t for t in self.siblings if t is not self])
         self.scope.release(self)
 
     def run_inline(self, *, counted: bool) -> None:
@@ -143,6 +145,7 @@ class Task:
             with translation.override(self.language), timezone.override(self.timezone):
                 return True, self._check_result(self.fn(*self.args, **self.kwargs))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
+            self.failed_at = time.monotonic()
             if isinstance(exc, sa.exc.TimeoutError):
                 _explain_pool_timeout(exc, self.name)
             return False, exc

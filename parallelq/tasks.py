@@ -162,14 +162,19 @@ def _gather(
     futures = [t.future for t in tasks]
     when = "ALL_COMPLETED" if return_exceptions else FIRST_EXCEPTION
     done, not_done = wait(futures, timeout=timeout, return_when=when)
+    # Taken before cancelling: the errors that cancelling causes are not the cause.
+    failed = sorted((t for t in tasks if t.future in done and _failed(t.future)), key=_failed_at)
     if not_done:
         active.cancel([t for t in tasks if t.future in not_done])
-    failures = [f.exception() for f in futures if _failed(f)]
-    if failures and not return_exceptions:
-        raise failures[0]  # type: ignore[misc]
+    if failed and not return_exceptions:
+        raise failed[0].future.exception()  # type: ignore[misc]
     if not_done:
         raise _timeout(timeout, [t for t in tasks if t.future in not_done])
     return [f.exception() if _failed(f) else f.result() for f in futures]
+
+
+def _failed_at(task: Task) -> float:
+    return task.failed_at
 
 
 def _timeout(seconds: float | None, unfinished: list[Task]) -> Timeout:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 import time
 
 import sqlalchemy as sa
@@ -38,6 +39,29 @@ class FailFastTests(PostgresTestCase):
             self.assertLess(time.monotonic() - started, 2)
             self.assertTrue(self.wait_for(lambda: not self.running(LONG_SLEEP), 2))
             self.assertEqual(parallel(lambda: sleep(0.01)), [0.01])
+
+    def test_the_failing_tasks_error_wins_over_the_cancellations_it_causes(self):
+        # The cancelled sibling comes first in the arguments and fails too, with
+        # QueryCanceled; the caller must still get the error that started it all.
+        def boom():
+            time.sleep(0.02)  # the sibling's statement is running by now
+            raise ValueError("boom")
+
+        def calls(errors):
+            with parallelq.scope():
+                for _ in range(30):
+                    try:
+                        parallel(lambda: sleep(1), boom)
+                    except Exception as exc:
+                        errors.append(type(exc).__name__)
+
+        errors: list[str] = []
+        threads = [threading.Thread(target=calls, args=(errors,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        self.assertEqual(errors, ["ValueError"] * 120)
 
     def test_timeout_stops_the_query_on_the_server(self):
         started = time.monotonic()
