@@ -39,7 +39,9 @@ class SqliteFileTests(TransactionTestCase):
         tmp = tempfile.mkdtemp(prefix="parallelq-sqlite-")
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
         self.path = os.path.join(tmp, "x.sqlite3")
-        self.enterContext(override_settings(PARALLELQ={"DATABASE_URL": f"sqlite:///{self.path}"}))
+        overridden = override_settings(PARALLELQ={"DATABASE_URL": f"sqlite:///{self.path}"})
+        overridden.enable()
+        self.addCleanup(overridden.disable)
         self.addCleanup(dispose_engine)
         Base.metadata.create_all(get_engine())
         self.addCleanup(
