@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar, overload
 
 from parallelq.exceptions import Timeout
@@ -125,7 +126,9 @@ def parallel(
         if deadline is not None:
             deadline.stop()
     if deadline is not None and deadline.expired:
-        raise _timeout(limit, [t for t in tasks if _failed(t.future) or t.future.cancelled()])
+        cut_short = [t for t in tasks if _failed(t.future) or t.future.cancelled()]
+        if cut_short:
+            raise _timeout(limit, cut_short)
     results = _gather(active, tasks, limit, return_exceptions)
     return dict(zip(labelled, results, strict=True)) if named else results
 
@@ -163,7 +166,8 @@ def _gather(
     when = "ALL_COMPLETED" if return_exceptions else FIRST_EXCEPTION
     done, not_done = wait(futures, timeout=timeout, return_when=when)
     # Taken before cancelling: the errors that cancelling causes are not the cause.
-    failed = sorted((t for t in tasks if t.future in done and _failed(t.future)), key=_failed_at)
+    failed = [t for t in tasks if t.future in done and _failed(t.future)]
+    failed.sort(key=attrgetter("failed_at"))
     if not_done:
         active.cancel([t for t in tasks if t.future in not_done])
     if failed and not return_exceptions:
@@ -171,10 +175,6 @@ def _gather(
     if not_done:
         raise _timeout(timeout, [t for t in tasks if t.future in not_done])
     return [f.exception() if _failed(f) else f.result() for f in futures]
-
-
-def _failed_at(task: Task) -> float:
-    return task.failed_at
 
 
 def _timeout(seconds: float | None, unfinished: list[Task]) -> Timeout:
