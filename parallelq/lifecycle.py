@@ -40,7 +40,7 @@ def end_session(session: orm.Session, name: str) -> None:
         if has_unsaved_writes(session):
             logger.warning(
                 "%s ended with uncommitted changes; they were rolled back. "
-                "Call session.commit() in the task to keep them.",
+                "Call session.commit() in the task or view that made them to keep them.",
                 name,
             )
     finally:
