@@ -22,12 +22,13 @@ DEFAULTS: dict[str, Any] = {
 
 # Overlaid by ENGINE_OPTIONS key by key. The pool holds the request's own Session
 # plus MAX_WORKERS task Sessions without opening overflow connections, which
-# SQLAlchemy closes again on check-in.
+# SQLAlchemy closes again on check-in. Instead of pool_pre_ping's round trip per
+# checkout, parallelq checks PostgreSQL connections itself (liveness.py).
 ENGINE_DEFAULTS: dict[str, Any] = {
     "pool_size": 10,
     "max_overflow": 5,
     "pool_timeout": 30,
-    "pool_pre_ping": True,
+    "pool_pre_ping": False,
 }
 
 

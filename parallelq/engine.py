@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from parallelq import liveness
 from parallelq.conf import Settings, get_settings
 
 # Django's OPTIONS keys that Django itself consumes instead of passing to psycopg.
@@ -158,4 +159,7 @@ def _build(conf: Settings) -> sa.Engine:
         # memory databases).
         options.setdefault("poolclass", sa.QueuePool)
         connect_args.setdefault("check_same_thread", False)
-    return sa.create_engine(url, connect_args=connect_args, **options)
+    engine = sa.create_engine(url, connect_args=connect_args, **options)
+    if url.get_backend_name() == "postgresql" and not options.get("pool_pre_ping"):
+        liveness.install(engine)
+    return engine

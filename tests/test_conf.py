@@ -51,7 +51,7 @@ class ValidSettingsTests(SimpleTestCase):
                 "pool_size": 20,
                 "max_overflow": 5,
                 "pool_timeout": 30,
-                "pool_pre_ping": True,
+                "pool_pre_ping": False,
                 "echo": True,
             },
         )
