@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-from django.db import connection
 from django.test import Client
 
 from parallelq import get_engine
@@ -21,20 +20,6 @@ EXPECTED = {"own": 1, "tasks": [1, 1, 1]}
 
 def workers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("parallelq")]
-
-
-def client_backends() -> list[tuple[int, str, str]]:
-    """Return (pid, state, query) of the test database's client backends but Django's own.
-
-    Unlike other_backends(), leaves out autovacuum workers, which the tables'
-    churn may start at any time.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        )
-        return list(cursor.fetchall())
 
 
 class RequestLeakTests(PostgresTestCase):
@@ -59,7 +44,7 @@ class RequestLeakTests(PostgresTestCase):
         self.assertEqual(threading.active_count() - len(workers()), others)
         self.assertLessEqual(len(workers()), WORKER_THREADS)
         self.assertEqual(get_engine().pool.checkedout(), 0)
-        backends = client_backends()
+        backends = self.other_backends()
         self.assertLessEqual(len(backends), POOL_CAPACITY, backends)
         self.assertEqual([b for b in backends if b[1] == "idle in transaction"], [])
 

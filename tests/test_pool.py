@@ -7,7 +7,6 @@ import time
 
 import sqlalchemy as sa
 from django.core.checks import WARNING
-from django.db import connection
 from django.test import Client, override_settings
 
 import parallelq
@@ -66,29 +65,6 @@ def concurrent_gets(url: str, clients: int, seconds: float) -> tuple[list[object
     return outcomes, [t.name for t in threads if t.is_alive()]
 
 
-def client_backends() -> list[tuple[int, str, str]]:
-    """Return (pid, state, query) of the test database's client backends but Django's own.
-
-    Unlike other_backends(), leaves out autovacuum workers, which the tables'
-    churn may start at any time.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        )
-        return list(cursor.fetchall())
-
-
-def wait_for(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @override_settings(PARALLELQ=SMALL_POOL)
 class SmallPoolTests(PostgresTestCase):
     def test_pool_smaller_than_max_workers_is_warned_about_as_w002(self):
@@ -111,7 +87,8 @@ class SmallPoolTests(PostgresTestCase):
     def test_ten_concurrent_requests_finish_or_time_out_within_20_s(self):
         self.check_requests_finish_or_time_out("/sleeps/")
         # Only the pool's two connections may be left open once the old ones have gone.
-        self.assertTrue(wait_for(lambda: len(client_backends()) <= 2, 5), client_backends())
+        settled = self.wait_for(lambda: len(self.other_backends()) <= 2, 5)
+        self.assertTrue(settled, self.other_backends())
 
     def test_requests_holding_a_connection_each_finish_or_time_out_within_20_s(self):
         self.check_requests_finish_or_time_out("/sleeps/?own=1")

@@ -86,16 +86,8 @@ class TeardownTests(PostgresTestCase):
     def idle_in_transaction(self) -> list[tuple[int, str, str]]:
         return [b for b in self.other_backends() if b[1] == "idle in transaction"]
 
-    def running_sleeps(self) -> list[tuple[int, str, str]]:
-        return [b for b in self.other_backends() if b[1] == "active" and "pg_sleep" in b[2]]
-
-    def wait_for(self, condition, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+    def running_sleeps(self) -> list[int]:
+        return self.running("pg_sleep")
 
     def test_scope_exit_closes_every_session(self):
         with parallelq.scope() as opened:
