@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from parallelq import liveness
+from parallelq import liveness, readmode
 from parallelq.conf import Settings, get_settings
 
 # Django's OPTIONS keys that Django itself consumes instead of passing to psycopg.
@@ -162,4 +162,6 @@ def _build(conf: Settings) -> sa.Engine:
     engine = sa.create_engine(url, connect_args=connect_args, **options)
     if url.get_backend_name() == "postgresql" and not options.get("pool_pre_ping"):
         liveness.install(engine)
+    if engine.dialect.driver == "psycopg2" and "isolation_level" not in options:
+        readmode.install(engine)
     return engine

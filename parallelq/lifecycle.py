@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from parallelq import readmode
 from parallelq.engine import get_engine
 
 logger = logging.getLogger("parallelq")
@@ -60,15 +61,17 @@ def has_unsaved_writes(session: orm.Session) -> bool:
 
 def _transaction_wrote(connection: sa.Connection) -> bool:
     dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is None:  # invalidated: the error that did it reached the task
+        return False
     if connection.dialect.name == "postgresql":
-        if dbapi_connection.info.transaction_status != _PG_IN_TRANSACTION:  # type: ignore[union-attr]
+        if dbapi_connection.info.transaction_status != _PG_IN_TRANSACTION:
             # Idle, or failed: the error that failed it reached the task already.
             return False
         # An xid is assigned to a transaction at its first write, never for reads.
         return connection.exec_driver_sql("SELECT txid_current_if_assigned()").scalar() is not None
     if connection.dialect.name == "sqlite":
         # pysqlite opens a transaction only before INSERT, UPDATE, DELETE or REPLACE.
-        return bool(dbapi_connection.in_transaction)  # type: ignore[union-attr]
+        return bool(dbapi_connection.in_transaction)
     return True
 
 
@@ -89,22 +92,32 @@ def _lend_connection(session: orm.Session, transaction: Any, connection: sa.Conn
         if proxied.record_info is not None:  # None only for a detached connection
             proxied.record_info[_TASK] = task
             task.hold_connection(proxied.dbapi_connection)
+    readmode.start(session, connection)
 
 
 # The pool fires checkin before the connection can be handed to anyone else, so
 # once the task has forgotten it here no cancel can reach another task's query.
 @sa.event.listens_for(sa.pool.Pool, "checkin")
 def _reclaim_connection(dbapi_connection: Any, record: Any) -> None:
-    task = record.info.pop(_TASK, None)
+    # record_info, like the proxied connection's: record.info is another dict.
+    task = record.record_info.pop(_TASK, None)
     if task is not None:
         task.hold_connection(None)
+        readmode.restore(dbapi_connection, record)
 
 
 @sa.event.listens_for(TaskSession, "do_orm_execute")
-def _refuse_when_cancelled(state: orm.ORMExecuteState) -> None:
+def _before_statement(state: orm.ORMExecuteState) -> None:
     task = state.session.info.get(_TASK)
     if task is not None:
         task.check_cancelled()
+    if not readmode.is_plain_read(state):
+        readmode.want_transaction(state.session, state.session.info.get(_CONNECTION))
+
+
+@sa.event.listens_for(TaskSession, "before_flush")
+def _before_flush(session: orm.Session, flush_context: Any, instances: Any) -> None:
+    readmode.want_transaction(session, session.info.get(_CONNECTION))
 
 
 @sa.event.listens_for(TaskSession, "after_flush")
@@ -127,3 +140,4 @@ def _forget_writes(session: orm.Session, transaction: orm.SessionTransaction) ->
         session.info.pop(_FLUSHED, None)
         session.info.pop(_MAYBE_WROTE, None)
         session.info.pop(_CONNECTION, None)
+        readmode.forget(session)

@@ -1,0 +1,89 @@
+"""Run a task's reads in autocommit, and give it a transaction from its first write on.
+
+Under PostgreSQL's default READ COMMITTED every statement takes a snapshot of its
+own, in a transaction or not, so wrapping a task's reads in BEGIN and ROLLBACK
+costs two round trips and buys nothing. A task's psycopg2 connection therefore
+starts in autocommit (a client-side switch) and leaves it before the first
+statement that may write, lock rows or set a savepoint, and before the first
+flush: from there on the task has an ordinary transaction, which its commit()
+ends and its end rolls back. Only Engines with the default isolation level use
+it; see install().
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+_WANTS_TRANSACTION = "parallelq.wants_transaction"  # Session.info: a write is coming
+_AUTOCOMMIT = "parallelq.autocommit"  # pool record info: this module turned it on
+
+_TEXT_READ = re.compile(r"\s*SELECT\b", re.IGNORECASE)
+_NOT_PLAIN = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE)\b|\bINTO\b", re.IGNORECASE)
+
+_engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def install(engine: sa.Engine) -> None:
+    """Let task Sessions on `engine` read in autocommit.
+
+    The caller checks that the driver is psycopg2 and that no isolation level
+    was asked for: under REPEATABLE READ a task's reads share one snapshot,
+    which only a transaction gives them.
+    """
+    _engines.add(engine)
+    sa.event.listen(engine, "savepoint", _leave_autocommit_for_savepoint)
+
+
+def is_plain_read(state: orm.ORMExecuteState) -> bool:
+    """Return True for a statement that neither writes, locks rows nor streams."""
+    statement = state.statement
+    options = state.execution_options
+    if options.get("stream_results") or options.get("yield_per"):
+        return False  # psycopg2's server-side cursors live in a transaction
+    if state.is_select:
+        return getattr(statement, "_for_update_arg", None) is None
+    if isinstance(statement, sa.TextClause):
+        return bool(_TEXT_READ.match(statement.text)) and not _NOT_PLAIN.search(statement.text)
+    return False
+
+
+def start(session: orm.Session, connection: sa.Connection) -> None:
+    """Put a task's newly begun connection in autocommit, unless a write is coming."""
+    if session.info.get(_WANTS_TRANSACTION) or connection.engine not in _engines:
+        return
+    proxied = connection.connection
+    if proxied.record_info is not None:
+        proxied.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        proxied.record_info[_AUTOCOMMIT] = True
+
+
+def want_transaction(session: orm.Session, connection: sa.Connection | None) -> None:
+    """Give the task a transaction before its next statement."""
+    session.info[_WANTS_TRANSACTION] = True
+    if connection is not None:
+        _leave_autocommit(connection.connection.record_info, connection.connection.dbapi_connection)
+
+
+def forget(session: orm.Session) -> None:
+    """Let the Session's next transaction start in autocommit again."""
+    session.info.pop(_WANTS_TRANSACTION, None)
+
+
+def restore(dbapi_connection: Any, record: Any) -> None:
+    """Leave autocommit when the pool takes the connection back."""
+    _leave_autocommit(record.record_info, dbapi_connection)
+
+
+def _leave_autocommit(record_info: dict[str, Any] | None, dbapi_connection: Any) -> None:
+    # psycopg2 sends BEGIN before the next statement; nothing goes to the server now.
+    if record_info is not None and record_info.pop(_AUTOCOMMIT, False) and dbapi_connection:
+        dbapi_connection.autocommit = False  # an invalidated connection has none
+
+
+def _leave_autocommit_for_savepoint(connection: sa.Connection, name: str) -> None:
+    _leave_autocommit(connection.connection.record_info, connection.connection.dbapi_connection)

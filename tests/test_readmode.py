@@ -1,0 +1,105 @@
+"""Task reads run in autocommit; a task's first write, lock or savepoint gets a transaction."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from django.test import override_settings
+
+import parallelq
+from parallelq import parallel, session
+from tests.base import PostgresTestCase
+from tests.models import Note
+
+IDLE, IN_TRANSACTION = 0, 2  # psycopg2's transaction_status values
+
+
+def driver_state():
+    """Return (autocommit, transaction status) of the task's psycopg2 connection."""
+    dbapi = session.connection().connection.dbapi_connection
+    return dbapi.autocommit, dbapi.info.transaction_status
+
+
+def read_then_state():
+    session.scalars(sa.select(Note)).all()
+    session.execute(sa.text("SELECT pg_sleep(0)"))
+    return driver_state()
+
+
+class ReadModeTests(PostgresTestCase):
+    def test_a_reading_task_runs_in_autocommit_without_a_transaction(self):
+        with parallelq.scope():
+            self.assertEqual(parallel(read_then_state), [(True, IDLE)])
+
+    def test_a_flush_opens_a_transaction_that_the_task_end_rolls_back(self):
+        def write():
+            session.scalars(sa.select(Note)).all()
+            session.add(Note(text="pending"))
+            session.flush()
+            return driver_state()
+
+        with self.assertLogs("parallelq", "WARNING"), parallelq.scope():
+            self.assertEqual(parallel(write), [(False, IN_TRANSACTION)])
+        with parallelq.scope():
+            self.assertEqual(session.scalars(sa.select(Note.text)).all(), [])
+
+    def test_locking_reads_get_a_transaction(self):
+        def lock_orm():
+            session.scalars(sa.select(Note).with_for_update()).all()
+            return driver_state()
+
+        def lock_text():
+            session.execute(sa.text("SELECT * FROM pq_test_note FOR NO KEY UPDATE"))
+            return driver_state()
+
+        with parallelq.scope():
+            self.assertEqual(parallel(lock_orm, lock_text), [(False, IN_TRANSACTION)] * 2)
+
+    def test_streaming_reads_get_a_transaction(self):
+        def stream():
+            rows = session.execute(sa.select(Note).execution_options(yield_per=1))
+            texts = [note.text for note in rows.scalars()]
+            return texts, driver_state()
+
+        with parallelq.scope():
+            session.add_all([Note(text="a"), Note(text="b")])
+            session.commit()
+            self.assertEqual(parallel(stream), [(["a", "b"], (False, IN_TRANSACTION))])
+
+    def test_a_savepoint_in_a_task_works_and_commits(self):
+        def nested():
+            with session.begin_nested():
+                session.add(Note(text="saved"))
+            session.commit()
+
+        with parallelq.scope():
+            parallel(nested)
+            self.assertEqual(session.scalars(sa.select(Note.text)).all(), ["saved"])
+
+    def test_a_commit_ends_the_transaction_and_the_next_reads_autocommit_again(self):
+        def write_then_read():
+            session.add(Note(text="kept"))
+            session.commit()
+            return read_then_state()
+
+        with parallelq.scope():
+            self.assertEqual(parallel(write_then_read), [(True, IDLE)])
+            self.assertEqual(session.scalars(sa.select(Note.text)).all(), ["kept"])
+
+    def test_connections_leave_autocommit_before_the_request_session_gets_them(self):
+        with parallelq.scope():
+            parallel(*[read_then_state] * 12)  # most of the pool has served a task
+        with self.assertLogs("parallelq", "WARNING"), parallelq.scope():
+            for _ in range(12):
+                session.add(Note(text="never committed"))
+                session.flush()
+                self.assertEqual(driver_state(), (False, IN_TRANSACTION))
+                session.rollback()
+            session.add(Note(text="never committed"))
+            session.flush()
+        with parallelq.scope():
+            self.assertEqual(session.scalars(sa.select(Note.text)).all(), [])
+
+    @override_settings(PARALLELQ={"ENGINE_OPTIONS": {"isolation_level": "REPEATABLE READ"}})
+    def test_reads_keep_their_transaction_under_repeatable_read(self):
+        with parallelq.scope():
+            self.assertEqual(parallel(read_then_state), [(False, IN_TRANSACTION)])
