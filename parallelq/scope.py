@@ -116,19 +116,21 @@ class Scope:
         starts it, or cancel() for a task that never starts.
         """
         with self._lock:
-            self._check_open("parallel()")
-            if task.started:
-                return False
-            task.started = True
-            return True
+            return self._claim_locked(task)
+
+    def _claim_locked(self, task: Task) -> bool:
+        # Called with self._lock held.
+        self._check_open("parallel()")
+        if task.started:  # a failing sibling cancelled it first
+            return False
+        task.started = True
+        return True
 
     def start(self, task: Task) -> None:
         """Run `task` on a worker thread now, or queue it behind MAX_WORKERS running ones."""
         with self._lock:
-            self._check_open("parallel()")
-            if task.started:  # a failing sibling cancelled it first
+            if not self._claim_locked(task):
                 return
-            task.started = True
             if len(self._running) >= self.max_workers:
                 self._pending.append(task)
                 return
