@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -13,10 +14,12 @@ from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django import db
 from sqlalchemy import orm
 
 from parallelq import lifecycle, workers
 from parallelq.conf import get_settings
+from parallelq.engine import get_engine, has_idle_connection
 from parallelq.exceptions import NoScopeError
 
 if TYPE_CHECKING:
@@ -127,15 +130,49 @@ class Scope:
         return True
 
     def start(self, task: Task) -> None:
-        """Run `task` on a worker thread now, or queue it behind MAX_WORKERS running ones."""
+        """Run `task` on a worker thread, or queue it behind MAX_WORKERS running ones.
+
+        When every worker thread is busy the task waits for one, as submit()
+        promises a task that runs without its caller.
+        """
+        self._dispatch(task, caller_runs=False)
+
+    def offer(self, task: Task) -> bool:
+        """Hand `task` to an idle worker thread, or queue it behind MAX_WORKERS running ones.
+
+        Returns:
+            False if no worker thread is idle, or the pool has no idle
+            connection: the task is left unclaimed for the caller to run.
+        """
+        return self._dispatch(task, caller_runs=True)
+
+    def _dispatch(self, task: Task, *, caller_runs: bool) -> bool:
+        pool = workers.current()
         with self._lock:
             if not self._claim_locked(task):
-                return
+                return True
             if len(self._running) >= self.max_workers:
                 self._pending.append(task)
-                return
+                return True
+            if caller_runs and not (
+                has_idle_connection(get_engine(), pool.starting) and pool.reserve()
+            ):
+                task.started = False
+                return False
             self._running.add(task)
-        workers.submit(task.run)
+        pool.submit(functools.partial(self._work, task), reserved=caller_runs)
+        return True
+
+    def _work(self, task: Task | None) -> None:
+        # A worker runs the scope's queued tasks after its own, with no hand-off.
+        try:
+            while task is not None:
+                task.run()
+                with self._lock:
+                    self._running.discard(task)
+                    task = self._next_pending()
+        finally:
+            db.close_old_connections()  # Django connections the tasks opened in this thread
 
     def task_started(self) -> None:
         """Count a task that began running, for stats."""
@@ -153,14 +190,6 @@ class Scope:
             self._active -= 1
             if self._active == 0:
                 self.stats.wall_seconds += time.perf_counter() - self._busy_since
-
-    def release(self, task: Task) -> None:
-        """Give the worker slot of a settled or skipped `task` to the next queued one."""
-        with self._lock:
-            self._running.discard(task)
-            nxt = self._next_pending()
-        if nxt is not None:
-            workers.submit(nxt.run)
 
     def _next_pending(self) -> Task | None:
         # Called with self._lock held.

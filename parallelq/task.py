@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -11,7 +12,6 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from django import db
 from django.utils import timezone, translation
 from sqlalchemy import orm
 
@@ -66,6 +66,33 @@ class TaskFuture(Future[T]):
         return False
 
 
+class Locale:
+    """The caller's active language and timezone, which Django keeps per thread.
+
+    Django keeps them in asgiref Locals, which a new thread does not inherit.
+    A task applies them only where they differ from its thread's own: reading
+    them costs less than overriding them.
+    """
+
+    def __init__(self) -> None:
+        self.language = translation.get_language()
+        self.timezone = timezone.get_current_timezone()
+
+    def applied(self) -> contextlib.AbstractContextManager[Any]:
+        """Return a context manager that makes them this thread's while it is open."""
+        overrides: list[contextlib.AbstractContextManager[Any]] = []
+        if translation.get_language() != self.language:
+            overrides.append(translation.override(self.language))
+        if timezone.get_current_timezone() != self.timezone:
+            overrides.append(timezone.override(self.timezone))
+        if not overrides:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        for override in overrides:
+            stack.enter_context(override)
+        return stack
+
+
 class Task:
     """One callable, its Future, the caller's context, and the Session it opens."""
 
@@ -76,15 +103,14 @@ class Task:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         name: str | None = None,
+        locale: Locale | None = None,
     ) -> None:
         self.scope = scope
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.name = name or str(getattr(fn, "__qualname__", None) or repr(fn))
         self.future: TaskFuture[Any] = TaskFuture(self)
         self.context = contextvars.copy_context()
-        # Django keeps these in asgiref Locals, which a new thread does not inherit.
-        self.language = translation.get_language()
-        self.timezone = timezone.get_current_timezone()
+        self.locale = locale or Locale()  # parallel() reads it once for all its tasks
         self.session: orm.Session | None = None
         self.started = False  # handed to a worker, queued, or run inline; see Scope.claim
         self.cancelled = False
@@ -108,19 +134,16 @@ class Task:
     def run(self) -> None:
         """Run the task on a worker thread and settle its Future."""
         if not self.future.set_running_or_notify_cancel():
-            self.scope.release(self)
             return
         self.scope.task_started()
         started = time.perf_counter()
         ok, outcome = self.context.run(self._call)
-        db.close_old_connections()  # Django connections the task opened in this thread.
         self.scope.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)
         if not ok and self.siblings:
             # Fail fast from here, before this worker can start a queued sibling,
             # and after settling, so that this error is known to come first.
             self.scope.cancel([t for t in self.siblings if t is not self])
-        self.scope.release(self)
 
     def run_inline(self, *, counted: bool) -> None:
         """Run the task in the calling thread, as nested tasks and ENABLED=False do.
@@ -142,7 +165,7 @@ class Task:
     def _call(self) -> tuple[bool, Any]:
         token = _task_var.set(self)
         try:
-            with translation.override(self.language), timezone.override(self.timezone):
+            with self.locale.applied():
                 return True, self._check_result(self.fn(*self.args, **self.kwargs))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
             self.failed_at = time.monotonic()

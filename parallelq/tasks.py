@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from operator import attrgetter
@@ -10,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from parallelq.exceptions import Timeout
 from parallelq.scope import Scope, current_scope
-from parallelq.task import Task, current_task
+from parallelq.task import Locale, Task, current_task
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -109,17 +110,28 @@ def parallel(
         return {} if named else []
     active = current_scope("parallel()")
     limit = active.timeout if timeout is None else timeout
-    tasks = [Task(active, fn, (), {}, name=label) for label, fn in labelled.items()]
+    locale = Locale()
+    tasks = [Task(active, fn, (), {}, label, locale) for label, fn in labelled.items()]
     if not return_exceptions:
         for task in tasks:
             task.siblings = tasks
-    inline = _inline() or not active.enabled
-    deadline = _Deadline(active, tasks, limit) if inline and limit is not None else None
+    nested = _inline()
+    inline = nested or not active.enabled
+    started = time.monotonic()
+    deadline: _Deadline | None = None
     try:
         for i, task in enumerate(tasks):
-            _start(task)
+            if not inline and active.offer(task):
+                continue
+            # Run here: nested or disabled, or else the process has no idle worker
+            # thread or connection, and running it in its caller costs what serial
+            # code would (caller-runs).
+            if deadline is None and limit is not None:
+                deadline = _Deadline(active, tasks, limit - (time.monotonic() - started))
+            if active.claim(task):
+                task.run_inline(counted=not nested)
             if not return_exceptions and _failed(task.future):
-                # Only inline tasks are done this soon: the rest are not run.
+                # Only tasks run here are done this soon: the rest are not run.
                 active.cancel(tasks[i + 1 :])
                 break
     finally:
@@ -129,7 +141,8 @@ def parallel(
         cut_short = [t for t in tasks if _failed(t.future) or t.future.cancelled()]
         if cut_short:
             raise _timeout(limit, cut_short)
-    results = _gather(active, tasks, limit, return_exceptions)
+    remaining = None if limit is None else max(0.0, limit - (time.monotonic() - started))
+    results = _gather(active, tasks, remaining, return_exceptions, limit)
     return dict(zip(labelled, results, strict=True)) if named else results
 
 
@@ -160,7 +173,11 @@ def _failed(future: Future[Any]) -> bool:
 
 
 def _gather(
-    active: Scope, tasks: list[Task], timeout: float | None, return_exceptions: bool
+    active: Scope,
+    tasks: list[Task],
+    timeout: float | None,
+    return_exceptions: bool,
+    limit: float | None,
 ) -> list[Any]:
     futures = [t.future for t in tasks]
     when = "ALL_COMPLETED" if return_exceptions else FIRST_EXCEPTION
@@ -173,7 +190,7 @@ def _gather(
     if failed and not return_exceptions:
         raise failed[0].future.exception()  # type: ignore[misc]
     if not_done:
-        raise _timeout(timeout, [t for t in tasks if t.future in not_done])
+        raise _timeout(limit, [t for t in tasks if t.future in not_done])
     return [f.exception() if _failed(f) else f.result() for f in futures]
 
 

@@ -1,4 +1,9 @@
-"""The worker threads every scope of the process shares."""
+"""The worker threads every scope of the process shares.
+
+parallel() hands a task to a worker only while one is idle (reserve()); when
+every worker is busy, the caller runs the task itself, so a saturated process
+does its work at serial cost instead of queueing it behind other requests'.
+"""
 
 from __future__ import annotations
 
@@ -12,31 +17,82 @@ from django.dispatch import receiver
 
 from parallelq.conf import get_settings
 
-_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
 
+class Workers:
+    """A ThreadPoolExecutor that knows how many of its threads are busy."""
 
-def submit(fn: Callable[[], None]) -> None:
-    """Run `fn` on a worker thread, starting the executor on first use."""
-    while True:
-        executor = _executor or _start()
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="parallelq")
+        self._lock = threading.Lock()
+        self._busy = 0  # threads running work, or about to
+        self._starting = 0  # of those, work handed over but not begun yet
+
+    @property
+    def starting(self) -> int:
+        """Return how much reserved work has not begun running yet."""
+        return self._starting
+
+    def reserve(self) -> bool:
+        """Claim an idle thread for one submit(); False if every thread is busy."""
+        with self._lock:
+            if self._busy >= self.threads:
+                return False
+            self._busy += 1
+            self._starting += 1
+            return True
+
+    def submit(self, fn: Callable[[], None], *, reserved: bool) -> None:
+        """Run `fn` on a thread; one reserve() made room for it if `reserved`.
+
+        Unreserved work waits in the executor's queue when every thread is busy.
+        """
+        if not reserved:
+            with self._lock:
+                self._busy += 1
+                self._starting += 1
         try:
-            executor.submit(fn)
-            return
+            self._executor.submit(self._run, fn)
         except RuntimeError:
-            # A settings change shut this executor down meanwhile; the next is new.
-            if executor is _executor:
+            self._done(started=False)
+            if self is _workers:
                 raise
+            # A settings change shut these threads down meanwhile; the new ones run it.
+            current().submit(fn, reserved=False)
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            self._starting -= 1
+        try:
+            fn()
+        finally:
+            self._done(started=True)
+
+    def _done(self, *, started: bool) -> None:
+        with self._lock:
+            self._busy -= 1
+            if not started:
+                self._starting -= 1
+
+    def shutdown(self) -> None:
+        """Let the threads end once the work already handed over is done."""
+        self._executor.shutdown(wait=False)
 
 
-def _start() -> ThreadPoolExecutor:
-    global _executor
+_lock = threading.Lock()
+_workers: Workers | None = None
+
+
+def current() -> Workers:
+    """Return the process's Workers, starting them on first use."""
+    global _workers
+    workers = _workers
+    if workers is not None:
+        return workers
     with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(
-                max_workers=worker_threads(), thread_name_prefix="parallelq"
-            )
-        return _executor
+        if _workers is None:
+            _workers = Workers(worker_threads())
+        return _workers
 
 
 def worker_threads() -> int:
@@ -49,13 +105,13 @@ def worker_threads() -> int:
     return max(conf.MAX_WORKERS, conf.pool_capacity or 0)
 
 
-# A test that changes PARALLELQ may need more threads; queued work still runs
-# on the old executor's threads.
+# A test that changes PARALLELQ may need more threads; work already handed over
+# still runs on the old threads.
 @receiver(setting_changed)
-def _reset_executor(*, setting: str, **kwargs: Any) -> None:
-    global _executor
+def _reset_workers(*, setting: str, **kwargs: Any) -> None:
+    global _workers
     if setting == "PARALLELQ":
         with _lock:
-            old, _executor = _executor, None
+            old, _workers = _workers, None
         if old is not None:
-            old.shutdown(wait=False)
+            old.shutdown()
