@@ -58,21 +58,18 @@ def dispose_engine() -> None:
 atexit.register(dispose_engine)
 
 
-def has_idle_connection(engine: sa.Engine, promised: int = 0) -> bool:
-    """Return True if `engine` can lend one more connection at once, overflow aside.
+def has_idle_connection(engine: sa.Engine, capacity: int | None, promised: int = 0) -> bool:
+    """Return True if `engine`'s pool can lend one more connection without waiting.
 
     Args:
+        capacity: the most connections the pool opens (Settings.pool_capacity);
+            None: no bound is known, and there is always room.
         promised: connections that work already handed to threads will check
             out in a moment.
-
-    Overflow connections are left to tasks run in their callers: the pool
-    closes them on check-in, so fanning out into them would reconnect on
-    every request. A pool that is not a QueuePool is taken to have room.
     """
-    pool = engine.pool
-    if not isinstance(pool, sa.QueuePool):
+    if capacity is None or not isinstance(engine.pool, sa.QueuePool):
         return True
-    return pool.checkedout() + promised < pool.size()
+    return engine.pool.checkedout() + promised < capacity
 
 
 class DatabaseURLError(ImproperlyConfigured):

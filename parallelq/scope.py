@@ -71,6 +71,7 @@ class Scope:
         conf = get_settings()
         self.from_request = from_request
         self.max_workers = conf.MAX_WORKERS
+        self.pool_capacity = conf.pool_capacity
         self.enabled = conf.ENABLED
         self.timeout = conf.TIMEOUT
         self.stats = Stats()
@@ -137,31 +138,53 @@ class Scope:
         """
         self._dispatch(task, caller_runs=False)
 
-    def offer(self, task: Task) -> bool:
-        """Hand `task` to an idle worker thread, or queue it behind MAX_WORKERS running ones.
+    def offer(self, task: Task) -> None:
+        """Hand `task` to an idle worker thread, or else queue it.
 
-        Returns:
-            False if no worker thread is idle, or the pool has no idle
-            connection: the task is left unclaimed for the caller to run.
+        When no worker thread or connection is idle the task is queued too,
+        and the caller should run it (take()) rather than wait: a saturated
+        process then does its work at serial cost.
         """
-        return self._dispatch(task, caller_runs=True)
+        self._dispatch(task, caller_runs=True)
 
-    def _dispatch(self, task: Task, *, caller_runs: bool) -> bool:
+    def _dispatch(self, task: Task, *, caller_runs: bool) -> None:
         pool = workers.current()
         with self._lock:
             if not self._claim_locked(task):
-                return True
-            if len(self._running) >= self.max_workers:
-                self._pending.append(task)
-                return True
-            if caller_runs and not (
-                has_idle_connection(get_engine(), pool.starting) and pool.reserve()
+                return
+            if len(self._running) >= self.max_workers or (
+                caller_runs
+                and not (
+                    has_idle_connection(get_engine(), self.pool_capacity, pool.starting)
+                    and pool.reserve()
+                )
             ):
-                task.started = False
-                return False
+                self._pending.append(task)
+                return
             self._running.add(task)
         pool.submit(functools.partial(self._work, task), reserved=caller_runs)
-        return True
+
+    def take(self, tasks: list[Task]) -> Task | None:
+        """Return a queued task of `tasks` for the caller to run now, if any.
+
+        None as well while MAX_WORKERS tasks run: the workers that run them
+        take the queued ones as they finish. The caller gives the task back
+        with done().
+        """
+        with self._lock:
+            if len(self._running) >= self.max_workers or self.closed:
+                return None
+            for task in self._pending:
+                if task in tasks and not task.future.cancelled():
+                    self._pending.remove(task)
+                    self._running.add(task)
+                    return task
+            return None
+
+    def done(self, task: Task) -> None:
+        """Forget `task`, which take() lent to the caller and the caller has run."""
+        with self._lock:
+            self._running.discard(task)
 
     def _work(self, task: Task | None) -> None:
         # A worker runs the scope's queued tasks after its own, with no hand-off.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar, overload
@@ -117,22 +117,26 @@ def parallel(
             task.siblings = tasks
     nested = _inline()
     inline = nested or not active.enabled
+    if not inline:
+        for task in tasks:
+            active.offer(task)
     started = time.monotonic()
     deadline: _Deadline | None = None
     try:
-        for i, task in enumerate(tasks):
-            if not inline and active.offer(task):
-                continue
-            # Run here: nested or disabled, or else the process has no idle worker
-            # thread or connection, and running it in its caller costs what serial
-            # code would (caller-runs).
+        for task in _run_here(active, tasks, inline):
             if deadline is None and limit is not None:
                 deadline = _Deadline(active, tasks, limit - (time.monotonic() - started))
-            if active.claim(task):
-                task.run_inline(counted=not nested)
+            if inline:
+                if active.claim(task):
+                    task.run_inline(counted=not nested)
+            else:
+                try:
+                    task.run_inline(counted=True)
+                finally:
+                    active.done(task)
             if not return_exceptions and _failed(task.future):
-                # Only tasks run here are done this soon: the rest are not run.
-                active.cancel(tasks[i + 1 :])
+                # The tasks not started yet are not run.
+                active.cancel([t for t in tasks if t is not task])
                 break
     finally:
         if deadline is not None:
@@ -144,6 +148,21 @@ def parallel(
     remaining = None if limit is None else max(0.0, limit - (time.monotonic() - started))
     results = _gather(active, tasks, remaining, return_exceptions, limit)
     return dict(zip(labelled, results, strict=True)) if named else results
+
+
+def _run_here(active: Scope, tasks: list[Task], inline: bool) -> Iterator[Task]:
+    """Yield the tasks the caller runs itself.
+
+    All of them when nested or disabled. Otherwise those that found no idle
+    worker thread or connection (caller-runs), while the scope runs fewer
+    than MAX_WORKERS tasks: the caller does their work at serial cost rather
+    than wait for another request's tasks to end.
+    """
+    if inline:
+        yield from tasks
+        return
+    while (task := active.take(tasks)) is not None:
+        yield task
 
 
 def _label(named: dict[str, Any]) -> dict[str, Callable[[], Any]]:
