@@ -46,6 +46,7 @@ def end_session(session: orm.Session, name: str) -> None:
             )
     finally:
         session.close()
+        session.info.pop(_TASK, None)  # the task refers to its Session too
 
 
 def has_unsaved_writes(session: orm.Session) -> bool:

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -153,33 +153,47 @@ class Scope:
             if not self._claim_locked(task):
                 return
             if len(self._running) >= self.max_workers or (
-                caller_runs
-                and not (
-                    has_idle_connection(get_engine(), self.pool_capacity, pool.starting)
-                    and pool.reserve()
-                )
+                caller_runs and not self._room_locked(pool)
             ):
                 self._pending.append(task)
                 return
             self._running.add(task)
         pool.submit(functools.partial(self._work, task), reserved=caller_runs)
 
-    def take(self, tasks: list[Task]) -> Task | None:
-        """Return a queued task of `tasks` for the caller to run now, if any.
+    def _room_locked(self, pool: workers.Workers) -> bool:
+        # Called with self._lock held; reserves a worker thread if it returns True.
+        return (
+            has_idle_connection(get_engine(), self.pool_capacity, pool.starting) and pool.reserve()
+        )
 
-        None as well while MAX_WORKERS tasks run: the workers that run them
-        take the queued ones as they finish. The caller gives the task back
-        with done().
+    def take(self, batch: Collection[Task]) -> Task | None:
+        """Return a queued task of `batch` for the caller to run now, if any.
+
+        Queued tasks of `batch` go to worker threads first, as far as idle ones
+        and connections allow; the caller gets the first of the rest. None while
+        MAX_WORKERS tasks run: the workers that run them take the queued ones
+        as they finish. The caller gives the task back with done().
         """
+        pool = workers.current()
+        handed: list[Task] = []
+        chosen = None
         with self._lock:
-            if len(self._running) >= self.max_workers or self.closed:
+            if self.closed:
                 return None
-            for task in self._pending:
-                if task in tasks and not task.future.cancelled():
-                    self._pending.remove(task)
-                    self._running.add(task)
-                    return task
-            return None
+            for task in [t for t in self._pending if t in batch and not t.future.cancelled()]:
+                if len(self._running) >= self.max_workers:
+                    break
+                if self._room_locked(pool):
+                    handed.append(task)
+                elif chosen is None:
+                    chosen = task
+                else:
+                    continue
+                self._pending.remove(task)
+                self._running.add(task)
+        for task in handed:
+            pool.submit(functools.partial(self._work, task), reserved=True)
+        return chosen
 
     def done(self, task: Task) -> None:
         """Forget `task`, which take() lent to the caller and the caller has run."""

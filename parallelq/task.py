@@ -50,7 +50,7 @@ class TaskFuture(Future[T]):
 
     def __init__(self, task: Task) -> None:
         super().__init__()
-        self._task = task
+        self._task: Task | None = task  # dropped once settled, see Task._settle
 
     def cancel(self) -> bool:
         """Cancel the task: True if it had not started (it never will).
@@ -61,8 +61,9 @@ class TaskFuture(Future[T]):
         """
         if super().cancel():
             return True
-        if not self.done():
-            self._task.cancel()
+        task = self._task
+        if task is not None and not self.done():
+            task.cancel()
         return False
 
 
@@ -109,7 +110,7 @@ class Task:
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.name = name or str(getattr(fn, "__qualname__", None) or repr(fn))
         self.future: TaskFuture[Any] = TaskFuture(self)
-        self.context = contextvars.copy_context()
+        self.context: contextvars.Context | None = contextvars.copy_context()
         self.locale = locale or Locale()  # parallel() reads it once for all its tasks
         self.session: orm.Session | None = None
         self.started = False  # handed to a worker, queued, or run inline; see Scope.claim
@@ -137,7 +138,9 @@ class Task:
             return
         self.scope.task_started()
         started = time.perf_counter()
-        ok, outcome = self.context.run(self._call)
+        context, self.context = self.context, None  # run once; see _end_session on cycles
+        assert context is not None
+        ok, outcome = context.run(self._call)
         self.scope.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)
         if not ok and self.siblings:
@@ -189,6 +192,7 @@ class Task:
         return result
 
     def _settle(self, ok: bool, outcome: Any) -> None:
+        self.future._task = None  # a settled Future has nothing left to cancel
         if ok:
             self.future.set_result(outcome)
         else:
@@ -205,6 +209,9 @@ class Task:
                 logger.exception("Ending the Session of task %r failed", self.name)
             finally:
                 self.scope.discard_session(self.session)  # closed either way
+                # The Session and the task refer to each other: dropping both ends
+                # lets reference counting free them, with no wait for the cyclic GC.
+                self.session = None
 
     def hold_connection(self, dbapi_connection: Any) -> None:
         """Record the DBAPI connection the task's Session holds now (None: none)."""

@@ -115,6 +115,18 @@ def parallel(
     if not return_exceptions:
         for task in tasks:
             task.siblings = tasks
+    try:
+        results = _run(active, tasks, limit, return_exceptions)
+    finally:
+        for task in tasks:
+            task.siblings = []  # each refers to the others: let them be freed without the GC
+    return dict(zip(labelled, results, strict=True)) if named else results
+
+
+def _run(
+    active: Scope, tasks: list[Task], limit: float | None, return_exceptions: bool
+) -> list[Any]:
+    """Start `tasks`, run those the caller must, and gather every result in order."""
     nested = _inline()
     inline = nested or not active.enabled
     if not inline:
@@ -146,8 +158,7 @@ def parallel(
         if cut_short:
             raise _timeout(limit, cut_short)
     remaining = None if limit is None else max(0.0, limit - (time.monotonic() - started))
-    results = _gather(active, tasks, remaining, return_exceptions, limit)
-    return dict(zip(labelled, results, strict=True)) if named else results
+    return _gather(active, tasks, remaining, return_exceptions, limit)
 
 
 def _run_here(active: Scope, tasks: list[Task], inline: bool) -> Iterator[Task]:
@@ -161,7 +172,8 @@ def _run_here(active: Scope, tasks: list[Task], inline: bool) -> Iterator[Task]:
     if inline:
         yield from tasks
         return
-    while (task := active.take(tasks)) is not None:
+    batch = set(tasks)
+    while (task := active.take(batch)) is not None:
         yield task
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -76,3 +77,34 @@ class RequestLeakTests(PostgresTestCase):
         self.assertEqual(errors, [])
         self.assertEqual(len(scopes), 500)
         self.assert_nothing_leaked(scopes, others)
+
+
+class ReferenceCycleTests(PostgresTestCase):
+    def test_a_scopes_tasks_and_sessions_are_freed_without_the_cyclic_gc(self):
+        # Objects in reference cycles wait for a collection, and one that reaches
+        # the oldest generation pauses every thread for tens of milliseconds.
+        # (A task's exception holds the frames it passed through, which hold
+        # the task: that rarer path is left to the GC.)
+        from parallelq import parallel, scope, session
+        from tests.models import Writer
+
+        def lookup() -> object:
+            return session.get(Writer, 1)
+
+        with scope():
+            session.add(Writer(id=1, name="Ursula"))
+            session.commit()
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        self.addCleanup(gc.garbage.clear)
+        self.addCleanup(gc.set_debug, 0)
+        with scope():
+            found = parallel(lookup, lookup, lookup)
+            named = parallel(one=lookup, two=lookup)
+        self.assertEqual([w.name for w in found], ["Ursula"] * 3)
+        self.assertEqual(named["two"].name, "Ursula")
+        del found, named
+        gc.collect()
+        kinds = {type(o).__module__ + "." + type(o).__qualname__ for o in gc.garbage}
+        left = sorted(k for k in kinds if k.startswith(("parallelq.", "sqlalchemy.orm")))
+        self.assertEqual(left, [])
