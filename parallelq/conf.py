@@ -23,12 +23,15 @@ DEFAULTS: dict[str, Any] = {
 # Overlaid by ENGINE_OPTIONS key by key. The pool holds the request's own Session
 # plus MAX_WORKERS task Sessions without opening overflow connections, which
 # SQLAlchemy closes again on check-in. Instead of pool_pre_ping's round trip per
-# checkout, parallelq checks PostgreSQL connections itself (liveness.py).
+# checkout, parallelq checks PostgreSQL connections itself (liveness.py). LIFO
+# lends the connection used last, whose server process is warm: tasks run one
+# after another then cost half as much (docs/profile.md).
 ENGINE_DEFAULTS: dict[str, Any] = {
     "pool_size": 10,
     "max_overflow": 5,
     "pool_timeout": 30,
     "pool_pre_ping": False,
+    "pool_use_lifo": True,
 }
 
 
@@ -53,8 +56,15 @@ class Settings:
 
     @property
     def engine_options(self) -> dict[str, Any]:
-        """Return ENGINE_DEFAULTS overlaid with ENGINE_OPTIONS."""
-        return {**ENGINE_DEFAULTS, **self.ENGINE_OPTIONS}
+        """Return ENGINE_DEFAULTS overlaid with ENGINE_OPTIONS.
+
+        An ENGINE_OPTIONS that names a poolclass gets only pool_pre_ping from
+        the defaults: the rest are QueuePool's, which other pools refuse.
+        """
+        defaults = ENGINE_DEFAULTS
+        if "poolclass" in self.ENGINE_OPTIONS:
+            defaults = {"pool_pre_ping": ENGINE_DEFAULTS["pool_pre_ping"]}
+        return {**defaults, **self.ENGINE_OPTIONS}
 
     @property
     def pool_capacity(self) -> int | None:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 
+import sqlalchemy as sa
 from django.core.exceptions import ImproperlyConfigured
 from django.test import SimpleTestCase, override_settings
 
 from parallelq.conf import ENGINE_DEFAULTS, Settings, get_settings
+from parallelq.engine import dispose_engine, get_engine
+
+# Never connected to: building an Engine opens no connection.
+SQLITE = "sqlite:///" + os.path.join(tempfile.gettempdir(), "parallelq-conf-never-opened.sqlite3")
 
 VALID_KEYS = (
     "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, STATEMENT_TIMEOUT, ENABLED."
@@ -52,9 +59,20 @@ class ValidSettingsTests(SimpleTestCase):
                 "max_overflow": 5,
                 "pool_timeout": 30,
                 "pool_pre_ping": False,
+                "pool_use_lifo": True,
                 "echo": True,
             },
         )
+
+    @override_settings(
+        PARALLELQ={"ENGINE_OPTIONS": {"poolclass": sa.pool.NullPool}, "DATABASE_URL": SQLITE}
+    )
+    def test_another_poolclass_gets_none_of_queuepools_defaults_and_builds(self):
+        self.assertEqual(
+            get_settings().engine_options, {"poolclass": sa.pool.NullPool, "pool_pre_ping": False}
+        )
+        self.addCleanup(dispose_engine)
+        self.assertIsInstance(get_engine().pool, sa.pool.NullPool)
 
     @override_settings(PARALLELQ={})
     def test_engine_options_default_to_the_engine_defaults(self):
