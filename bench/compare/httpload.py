@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +64,14 @@ class HttpSamples:
     seen: int = 0  # distinct backends seen during a run, the most of any repetition
     errors: int = 0
     requests: int = 0
+    cpu_ms: Samples = field(default_factory=Samples)  # the server's CPU per request
 
-    def add(self, result: wrk.WrkResult, monitor: ConnectionPeaks, app: str) -> None:
+    def add(
+        self, result: wrk.WrkResult, monitor: ConnectionPeaks, app: str, cpu_seconds: float
+    ) -> None:
         self.rps.add(result.requests_per_second)
+        if result.requests:
+            self.cpu_ms.add(cpu_seconds / result.requests * 1000)
         self.p50_ms.add(result.p50_ms)
         self.p99_ms.add(result.p99_ms)
         self.peak_open = max(self.peak_open, monitor.open[app])
@@ -100,8 +106,10 @@ def run(db: dict[str, Any], plan: HttpPlan) -> Results:
         (servers.uvicorn_command(ports["uvicorn"]), ports["uvicorn"], "/"),
     ]
     with contextlib.ExitStack() as stack:
-        for command, port, probe in launches:
-            stack.enter_context(servers.serving(command, port, db, probe))
+        processes = {
+            server: stack.enter_context(servers.serving(command, port, db, probe))
+            for server, (command, port, probe) in zip(ports, launches, strict=True)
+        }
         urls = {c.name: f"http://127.0.0.1:{ports[c.server]}{c.path}" for c in CONTENDERS}
         for contender in CONTENDERS:
             wrk.run(urls[contender.name], max(CLIENTS), plan.warmup)
@@ -113,22 +121,31 @@ def run(db: dict[str, Any], plan: HttpPlan) -> Results:
                 turn += 1
                 for contender in CONTENDERS[shift:] + CONTENDERS[:shift]:
                     cell = results[(contender.name, clients)]
-                    _measure(db, contender.name, urls[contender.name], clients, plan, cell)
+                    process = processes[contender.server]
+                    _measure(db, contender.name, urls[contender.name], process, clients, plan, cell)
         return results
 
 
 def _measure(
-    db: dict[str, Any], name: str, url: str, clients: int, plan: HttpPlan, cell: HttpSamples
+    db: dict[str, Any],
+    name: str,
+    url: str,
+    server: subprocess.Popen[bytes],
+    clients: int,
+    plan: HttpPlan,
+    cell: HttpSamples,
 ) -> None:
     """Load `url` once while sampling pg_stat_activity; add the figures to `cell`."""
     app = config.app_name(name)
+    cpu_before = servers.cpu_seconds(server)
     with ConnectionPeaks(db) as monitor:
         measured = wrk.run(url, clients, plan.seconds)
-    cell.add(measured, monitor, app)
+    cpu = servers.cpu_seconds(server) - cpu_before
+    cell.add(measured, monitor, app, cpu)
     print(
         f"  http {name:<10} {clients:>2} clients: "
         f"{measured.requests_per_second:7.1f} req/s, p99 {measured.p99_ms:6.1f} ms, "
         f"connections {monitor.open[app]} open, {monitor.busy[app]} busy, "
-        f"{monitor.seen(app)} seen",
+        f"{monitor.seen(app)} seen, server CPU {cpu / max(measured.requests, 1) * 1e3:.2f} ms/req",
         flush=True,
     )

@@ -55,7 +55,12 @@ def _setup(plan: HttpPlan) -> str:
         "*busy* the most at once not idle, *seen* the distinct backends seen during the run "
         "(above *open*: connections were closed and new ones opened meanwhile; one that lived "
         "less than 50 ms can be missed). Each is the highest of any repetition. The cap is the "
-        f"server's processes × the pool's {config.pool_capacity()} connections."
+        f"server's processes × the pool's {config.pool_capacity()} connections.\n\n"
+        "*Server CPU ms/req* is the CPU time (user + system, from `/proc`) of the server's "
+        "processes during a run over the requests it served, the median of the repetitions: "
+        "for gunicorn, Django's request handling and every thread of the view; for uvicorn, "
+        "the ASGI app and its event loop. PostgreSQL's CPU is not in it. With every core busy, "
+        "it is what bounds req/s."
     )
 
 
@@ -72,12 +77,14 @@ def _http_table(run: Run, clients: int) -> str:
                 f"{cell.p50_ms.median:.1f}",
                 f"{cell.p99_ms.median:.1f} ({cell.p99_ms.min:.1f}–{cell.p99_ms.max:.1f})",
                 f"{cell.peak_open} / {cell.peak_busy} / {cell.seen} / {connection_cap(c.name)}",
+                f"{cell.cpu_ms.median:.2f}" if cell.cpu_ms.values else "—",
                 str(cell.errors),
                 f"{pq / cell.rps.median:.2f}",
             ]
         )
     header = ["contender", "req/s (min–max)", "p50 ms", "p99 ms (min–max)"]
-    header += ["connections: open / busy / seen / cap", "errors", "parallelq ÷ it (req/s)"]
+    header += ["connections: open / busy / seen / cap", "server CPU ms/req", "errors"]
+    header += ["parallelq ÷ it (req/s)"]
     return (
         f"### {clients} concurrent clients\n\n"
         + markdown.table(header, rows)

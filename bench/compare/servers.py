@@ -58,7 +58,9 @@ def uvicorn_command(port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def serving(command: list[str], port: int, db: dict[str, Any], probe: str) -> Iterator[None]:
+def serving(
+    command: list[str], port: int, db: dict[str, Any], probe: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run `command` until the block ends; it must answer GET `probe` within START_TIMEOUT.
 
     The server runs in a session of its own, so stopping it stops its workers too:
@@ -71,9 +73,30 @@ def serving(command: list[str], port: int, db: dict[str, Any], probe: str) -> It
         )
         try:
             _wait_until_answering(process, port, probe, log)
-            yield
+            yield process
         finally:
             _stop(process)
+
+
+def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """Return the CPU time (user + system) the server's processes have used, from /proc.
+
+    Counts every process of the server's session (its master and workers), in
+    clock ticks (usually 10 ms), so compare it over runs of seconds.
+    """
+    ticks = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == process.pid:  # the session id: start_new_session made it the pid
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_until_answering(
