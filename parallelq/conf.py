@@ -20,15 +20,18 @@ DEFAULTS: dict[str, Any] = {
     "ENABLED": True,
 }
 
-# Overlaid by ENGINE_OPTIONS key by key. The pool holds the request's own Session
-# plus MAX_WORKERS task Sessions without opening overflow connections, which
-# SQLAlchemy closes again on check-in. Instead of pool_pre_ping's round trip per
-# checkout, parallelq checks PostgreSQL connections itself (liveness.py). LIFO
-# lends the connection used last, whose server process is warm: tasks run one
-# after another then cost half as much (docs/profile.md).
+# Overlaid by ENGINE_OPTIONS key by key. Fifteen connections and no overflow: the
+# request's own Session and MAX_WORKERS tasks fit with room for a second request,
+# and SQLAlchemy closes an overflow connection on check-in, so under load a pool
+# with overflow reconnected over and over (up to 6 new connections a second,
+# each costing milliseconds of CPU, in the 4-client HTTP benchmark). Instead of
+# pool_pre_ping's round trip per checkout, parallelq checks PostgreSQL
+# connections itself (liveness.py). LIFO lends the connection used last, whose
+# server process is warm: tasks run one after another then cost half as much
+# (docs/profile.md).
 ENGINE_DEFAULTS: dict[str, Any] = {
-    "pool_size": 10,
-    "max_overflow": 5,
+    "pool_size": 15,
+    "max_overflow": 0,
     "pool_timeout": 30,
     "pool_pre_ping": False,
     "pool_use_lifo": True,

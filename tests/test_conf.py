@@ -56,7 +56,7 @@ class ValidSettingsTests(SimpleTestCase):
             get_settings().engine_options,
             {
                 "pool_size": 20,
-                "max_overflow": 5,
+                "max_overflow": 0,
                 "pool_timeout": 30,
                 "pool_pre_ping": False,
                 "pool_use_lifo": True,
@@ -81,8 +81,8 @@ class ValidSettingsTests(SimpleTestCase):
     @override_settings(PARALLELQ={})
     def test_changing_returned_engine_options_changes_nothing(self):
         get_settings().engine_options.pop("pool_size")
-        self.assertEqual(get_settings().engine_options["pool_size"], 10)
-        self.assertEqual(ENGINE_DEFAULTS["pool_size"], 10)
+        self.assertEqual(get_settings().engine_options["pool_size"], 15)
+        self.assertEqual(ENGINE_DEFAULTS["pool_size"], 15)
 
     @override_settings(PARALLELQ={})
     def test_settings_are_frozen(self):

@@ -48,8 +48,10 @@ class OneEngineTests(ParallelqTestCase):
     def test_engine_points_at_djangos_default_database(self):
         self.assertEqual(get_engine().url.database, connection.settings_dict["NAME"])
 
-    def test_default_pool_holds_max_workers_plus_the_callers_session(self):
-        self.assertEqual(get_engine().pool.size(), 10)
+    def test_default_pool_holds_max_workers_plus_the_callers_session_without_overflow(self):
+        pool = get_engine().pool
+        self.assertEqual(pool.size(), 15)
+        self.assertEqual(pool._max_overflow, 0)  # no public reader; overflow would reconnect
 
 
 class RebuildTests(ParallelqTestCase):
@@ -62,7 +64,7 @@ class RebuildTests(ParallelqTestCase):
             self.assertIs(get_engine(), rebuilt)
         restored = get_engine()
         self.assertIsNot(restored, rebuilt)
-        self.assertEqual(restored.pool.size(), 10)
+        self.assertEqual(restored.pool.size(), 15)
 
     def test_kept_when_an_override_changes_nothing(self):
         original = get_engine()
