@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.compare import charts, config, goals, markdown, report_http
+from bench.compare import charts, config, goals, markdown, report_http, why
 from bench.compare.markdown import ms
 from bench.compare.record import Run
 from bench.compare.scenarios import Scenario
@@ -28,7 +28,7 @@ def _image(key: str) -> str:
 
 def render(run: Run) -> str:
     """Return the whole markdown document."""
-    parts = [_header(run), _machine(run), _method(run), _goals(run)]
+    parts = [_header(run), _machine(run), _method(run), _goals(run), why.section(run)]
     parts += [_scenario(run, s) for s in run.scenarios]
     if run.http is not None:
         parts.append(report_http.section(run, f"img/{_image('http')}"))
@@ -70,8 +70,9 @@ def _method(run: Run) -> str:
         f"Every Engine has parallelq's pool options ({_options(pool)}); concurrency is capped "
         f"at {config.MAX_WORKERS} for every contender (parallelq's `MAX_WORKERS`, the thread "
         "pool's size, an `asyncio.Semaphore`). Every statement has a "
-        f"{config.STATEMENT_TIMEOUT_MS // 1000} s `statement_timeout`. Nothing was profiled: "
-        "where a figure is worse, this file says by how much, not why."
+        f"{config.STATEMENT_TIMEOUT_MS // 1000} s `statement_timeout`. Where a figure is "
+        "worse, this file says by how much; *Missed goals, and why* below says why, from "
+        "[profile.md](profile.md)."
     )
 
 
@@ -87,9 +88,8 @@ def _goals(run: Run) -> str:
         + markdown.table(["goal", "target", "measured (medians)", "verdict"], rows, align="llll")
         + "\n\nVerdicts compare the medians of this one run; where the min–max ranges of two "
         "contenders overlap (see each section), a rerun can flip a close verdict. "
-        "Goal 5 (say why a goal is missed, with a profile) is not done by this "
-        "harness: no profile was taken, so no cause is claimed here. Goal 6: `.ci/run` runs "
-        "`manage.py test`, which does not run anything in `bench/`."
+        "Goal 5 is the next section. Goal 6: `.ci/run` runs `manage.py test`, which does "
+        "not run anything in `bench/`."
     )
 
 
