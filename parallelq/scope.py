@@ -51,12 +51,16 @@ class Stats:
         db_seconds: their run times added up: what running them one by one costs.
         wall_seconds: time during which at least one task was running.
         max_concurrency: the most tasks running at once.
+        in_caller: tasks parallel() ran in its caller's thread because no worker
+            thread or pooled connection was idle: above 0, the process was
+            saturated (ENABLED=False and nested tasks are not counted).
     """
 
     tasks: int = 0
     db_seconds: float = 0.0
     wall_seconds: float = 0.0
     max_concurrency: int = 0
+    in_caller: int = 0
 
 
 class Scope:
@@ -191,6 +195,8 @@ class Scope:
                     continue
                 self._pending.remove(task)
                 self._running.add(task)
+            if chosen is not None:
+                self.stats.in_caller += 1
         for task in handed:
             pool.submit(functools.partial(self._work, task), reserved=True)
         return chosen

@@ -44,9 +44,10 @@ class CallerRunsTests(PostgresTestCase):
             self.assertTrue(started.acquire(timeout=10), "the blocking tasks did not start")
 
     def test_tasks_run_in_worker_threads_while_workers_are_idle(self):
-        with parallelq.scope():
+        with parallelq.scope() as scope:
             threads = parallel(threading.get_ident, threading.get_ident)
         self.assertNotIn(threading.get_ident(), threads)
+        self.assertEqual(scope.stats.in_caller, 0)
 
     def test_tasks_run_in_the_caller_when_every_worker_is_busy(self):
         self.occupy_every_worker()
@@ -56,6 +57,7 @@ class CallerRunsTests(PostgresTestCase):
         self.assertEqual(threads, [threading.get_ident()] * 3)
         self.assertEqual(len(set(pids)), 1, "one task after the other, on the one idle connection")
         self.assertEqual(scope.stats.tasks, 5)
+        self.assertEqual(scope.stats.in_caller, 5)
         self.assertEqual(scope.stats.max_concurrency, 1)
 
     def test_tasks_run_in_the_caller_when_the_pool_has_no_idle_connection(self):
