@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import subprocess
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +68,7 @@ class HttpSamples:
     errors: int = 0
     requests: int = 0
     cpu_ms: Samples = field(default_factory=Samples)  # the server's CPU per request
+    in_caller: Samples = field(default_factory=Samples)  # parallelq: share run by callers
 
     def add(
         self, result: wrk.WrkResult, monitor: ConnectionPeaks, app: str, cpu_seconds: float
@@ -113,6 +117,7 @@ def run(db: dict[str, Any], plan: HttpPlan) -> Results:
         urls = {c.name: f"http://127.0.0.1:{ports[c.server]}{c.path}" for c in CONTENDERS}
         for contender in CONTENDERS:
             wrk.run(urls[contender.name], max(CLIENTS), plan.warmup)
+        _parallelq_tasks(urls["parallelq"])  # the warm-up's counts are not measured
         results: Results = {(c.name, n): HttpSamples() for c in CONTENDERS for n in CLIENTS}
         turn = 0
         for _ in range(plan.reps):
@@ -124,6 +129,17 @@ def run(db: dict[str, Any], plan: HttpPlan) -> Results:
                     process = processes[contender.server]
                     _measure(db, contender.name, urls[contender.name], process, clients, plan, cell)
         return results
+
+
+def _parallelq_tasks(url: str) -> dict[str, int]:
+    """Return and reset the parallelq view's task counts (bench.compare.httpviews)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request("GET", "/parallelq-tasks/")
+        return dict(json.loads(connection.getresponse().read()))
+    finally:
+        connection.close()
 
 
 def _measure(
@@ -142,6 +158,10 @@ def _measure(
         measured = wrk.run(url, clients, plan.seconds)
     cpu = servers.cpu_seconds(server) - cpu_before
     cell.add(measured, monitor, app, cpu)
+    if name == "parallelq":
+        counts = _parallelq_tasks(url)
+        if counts["tasks"]:
+            cell.in_caller.add(counts["in_caller"] / counts["tasks"])
     print(
         f"  http {name:<10} {clients:>2} clients: "
         f"{measured.requests_per_second:7.1f} req/s, p99 {measured.p99_ms:6.1f} ms, "

@@ -6,12 +6,13 @@ its Engines and thread pool on import, after gunicorn forked it.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from sqlalchemy import orm
 
@@ -41,7 +42,24 @@ def serial(request: HttpRequest) -> HttpResponse:
 def with_parallelq(request: HttpRequest) -> HttpResponse:
     """parallel() over the queries, in the request's scope (ParallelQueryMiddleware)."""
     tasks = [_sleep_in_task] * config.HTTP_QUERIES
-    return _answer(parallelq.parallel(*tasks))
+    results = parallelq.parallel(*tasks)
+    stats = request.parallelq.stats  # type: ignore[attr-defined]
+    with _TASKS_LOCK:
+        _TASKS["tasks"] += stats.tasks
+        _TASKS["in_caller"] += stats.in_caller
+    return _answer(results)
+
+
+_TASKS_LOCK = threading.Lock()
+_TASKS = {"tasks": 0, "in_caller": 0}  # parallelq's tasks since the last parallelq_tasks()
+
+
+def parallelq_tasks(request: HttpRequest) -> JsonResponse:
+    """Return and reset how many tasks parallelq ran, and how many in the caller's thread."""
+    with _TASKS_LOCK:
+        counts = dict(_TASKS)
+        _TASKS.update(tasks=0, in_caller=0)
+    return JsonResponse(counts)
 
 
 def _sleep_in_task() -> Any:
@@ -62,4 +80,5 @@ urlpatterns = [
     path("serial/", serial),
     path("parallelq/", with_parallelq),
     path("threads/", threads),
+    path("parallelq-tasks/", parallelq_tasks),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.compare import config, markdown, servers, wrk
 from bench.compare.httpload import CLIENTS, CONTENDERS, HttpPlan, connection_cap
 from bench.compare.record import Run
+from bench.compare.stats import Samples
 
 
 def section(run: Run, image: str) -> str:
@@ -89,7 +90,18 @@ def _http_table(run: Run, clients: int) -> str:
         f"### {clients} concurrent clients\n\n"
         + markdown.table(header, rows)
         + "\n\n"
+        + _in_caller(run.http[("parallelq", clients)].in_caller)
         + _http_losses(run, clients)
+    )
+
+
+def _in_caller(share: Samples) -> str:
+    if not share.values:
+        return ""
+    return (
+        f"parallelq ran {share.median:.0%} of its tasks in the request's own thread "
+        f"({share.min:.0%}–{share.max:.0%} over the repetitions): the ones that found no idle "
+        "worker thread or pooled connection (caller-runs, `stats.in_caller`).\n\n"
     )
 
 
