@@ -26,13 +26,12 @@ from bench.stress.tally import SERVER, TallyLog, describe
 from demo_project import settings as demo_settings
 from demo_project.views import dashboard
 from parallelq import Timeout, parallel, session
+from parallelq.conf import Settings
 
-PARALLELQ = {
-    "MAX_WORKERS": 8,
-    "TIMEOUT": None,
-    "ENGINE_OPTIONS": {"pool_size": 10, "max_overflow": 5, "pool_timeout": 5},
-}
-POOL_CAPACITY = sum(PARALLELQ["ENGINE_OPTIONS"][key] for key in ("pool_size", "max_overflow"))
+# parallelq's defaults but a shorter pool_timeout, so that a starved pool shows
+# within the run instead of after it.
+PARALLELQ = {"MAX_WORKERS": 8, "TIMEOUT": None, "ENGINE_OPTIONS": {"pool_timeout": 5}}
+POOL_CAPACITY = Settings(**PARALLELQ).pool_capacity or 0
 WORKER_THREADS = max(PARALLELQ["MAX_WORKERS"], POOL_CAPACITY)  # per the README
 
 
