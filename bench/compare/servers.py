@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.compare import config
+from bench.compare import config, proc
 
 ROOT = Path(__file__).resolve().parents[2]
 # One process per server. A keep-alive connection stays with the process that accepted
@@ -79,24 +79,9 @@ def serving(
 
 
 def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
-    """Return the CPU time (user + system) the server's processes have used, from /proc.
-
-    Counts every process of the server's session (its master and workers), in
-    clock ticks (usually 10 ms), so compare it over runs of seconds.
-    """
-    ticks = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == process.pid:  # the session id: start_new_session made it the pid
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    """Return the CPU time the server's processes (its master and workers) have used."""
+    # start_new_session made the server's pid its session id.
+    return proc.cpu_seconds(lambda name, fields: int(fields[3]) == process.pid)
 
 
 def _wait_until_answering(

@@ -6,7 +6,6 @@ import cProfile
 import datetime
 import functools
 import gc
-import os
 import pstats
 import re
 import resource
@@ -20,7 +19,7 @@ from typing import Any
 from sqlalchemy import orm
 
 import parallelq
-from bench.compare import config, database, machine, markdown, schema
+from bench.compare import config, database, machine, markdown, proc, schema
 from bench.compare.workloads import Lookups
 
 TASKS = 50
@@ -173,20 +172,8 @@ def _measure(ways: list[Way], workload: Lookups, reps: int) -> dict[str, Cost]:
 
 
 def _postgres_cpu() -> float:
-    """Return the CPU seconds every postgres process on this machine has used (Linux)."""
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if stat.split(" ", 2)[1].startswith("(postgres"):
-            fields = stat[stat.rindex(")") + 2 :].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
+    """Return the CPU seconds every postgres process on this machine has used."""
+    return proc.cpu_seconds(lambda name, fields: name.startswith("postgres"))
 
 
 @dataclass
