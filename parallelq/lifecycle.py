@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from parallelq import readmode
-from parallelq.engine import get_engine
 
 logger = logging.getLogger("parallelq")
 
@@ -30,9 +29,11 @@ TaskSession = orm.sessionmaker(expire_on_commit=False)
 RequestSession = orm.sessionmaker()
 
 
-def new_session(factory: orm.sessionmaker[orm.Session], task: Any = None) -> orm.Session:
-    """Return a Session of `factory` on the current Engine, owned by `task` if given."""
-    return factory(bind=get_engine(), info={_TASK: task})
+def new_session(
+    factory: orm.sessionmaker[orm.Session], engine: sa.Engine, task: Any = None
+) -> orm.Session:
+    """Return a Session of `factory` on `engine`, owned by `task` if given."""
+    return factory(bind=engine, info={_TASK: task})
 
 
 def end_session(session: orm.Session, name: str) -> None:

@@ -14,6 +14,7 @@ from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from django import db
 from sqlalchemy import orm
 
@@ -82,6 +83,7 @@ class Scope:
         self.closed = False
         self._lock = threading.Lock()
         self._main: orm.Session | None = None
+        self._engine: sa.Engine | None = None
         self._sessions: dict[orm.Session, str] = {}  # live Sessions, ended at teardown
         self._pending: deque[Task] = deque()
         self._running: set[Task] = set()
@@ -93,11 +95,18 @@ class Scope:
         return f"<parallelq.Scope {state}, {self.stats.tasks} tasks>"
 
     @property
+    def engine(self) -> sa.Engine:
+        """Return the Engine the scope's Sessions use: get_engine()'s when first asked."""
+        if self._engine is None:
+            self._engine = get_engine()
+        return self._engine
+
+    @property
     def session(self) -> orm.Session:
         """Return the scope's own Session, used by the thread that opened the scope."""
         if self._main is None:
             self._check_open("session")
-            self._main = lifecycle.new_session(lifecycle.RequestSession)
+            self._main = lifecycle.new_session(lifecycle.RequestSession, self.engine)
             owner = "request" if self.from_request else "scope"
             self.add_session(self._main, f"the {owner}'s session")
         return self._main
@@ -167,7 +176,7 @@ class Scope:
     def _room_locked(self, pool: workers.Workers) -> bool:
         # Called with self._lock held; reserves a worker thread if it returns True.
         return (
-            has_idle_connection(get_engine(), self.pool_capacity, pool.starting) and pool.reserve()
+            has_idle_connection(self.engine, self.pool_capacity, pool.starting) and pool.reserve()
         )
 
     def take(self, batch: Collection[Task]) -> Task | None:

@@ -128,7 +128,8 @@ class Task:
         """Return the task's own Session, opening it on first use."""
         if self.session is None:
             self.check_cancelled()
-            self.session = lifecycle.new_session(lifecycle.TaskSession, task=self)
+            engine = self.scope.engine
+            self.session = lifecycle.new_session(lifecycle.TaskSession, engine, task=self)
             self.scope.add_session(self.session, f"Task {self.name!r}")
         return self.session
 
