@@ -173,9 +173,15 @@ def _build(conf: Settings) -> sa.Engine:
         # memory databases).
         options.setdefault("poolclass", sa.QueuePool)
         connect_args.setdefault("check_same_thread", False)
+    psycopg2 = url.get_dialect().driver == "psycopg2"
+    reads_in_autocommit = psycopg2 and "isolation_level" not in options
+    own_reset = reads_in_autocommit and "pool_reset_on_return" not in options
+    if own_reset:
+        # readmode rolls back at check-in only a connection with a transaction open.
+        options["pool_reset_on_return"] = None
     engine = sa.create_engine(url, connect_args=connect_args, **options)
     if url.get_backend_name() == "postgresql" and not options.get("pool_pre_ping"):
         liveness.install(engine)
-    if engine.dialect.driver == "psycopg2" and "isolation_level" not in options:
-        readmode.install(engine)
+    if reads_in_autocommit:
+        readmode.install(engine, reset=own_reset)
     return engine

@@ -105,7 +105,6 @@ def _reclaim_connection(dbapi_connection: Any, record: Any) -> None:
     task = record.record_info.pop(_TASK, None)
     if task is not None:
         task.hold_connection(None)
-    readmode.restore(dbapi_connection, record)  # whichever Session turned autocommit on
 
 
 @sa.event.listens_for(TaskSession, "do_orm_execute")

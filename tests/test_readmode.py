@@ -103,3 +103,43 @@ class ReadModeTests(PostgresTestCase):
     def test_reads_keep_their_transaction_under_repeatable_read(self):
         with parallelq.scope():
             self.assertEqual(parallel(read_then_state), [(False, IN_TRANSACTION)])
+
+
+class CheckinResetTests(PostgresTestCase):
+    """At check-in parallelq, not SQLAlchemy, rolls back what a connection left open."""
+
+    def count_notes(self) -> int:
+        with parallelq.get_engine().connect() as connection:
+            return int(connection.scalar(sa.select(sa.func.count()).select_from(Note)))
+
+    def assert_no_backend_idle_in_transaction(self) -> None:
+        states = [state for _, state, _ in self.other_backends()]
+        self.assertNotIn("idle in transaction", states)
+
+    def test_an_uncommitted_write_on_a_raw_connection_is_rolled_back_at_checkin(self):
+        raw = parallelq.get_engine().raw_connection()
+        with raw.cursor() as cursor:
+            cursor.execute("INSERT INTO pq_test_note (text) VALUES ('never committed')")
+        raw.close()  # back to the pool with the transaction open
+        self.assert_no_backend_idle_in_transaction()
+        self.assertEqual(self.count_notes(), 0)
+
+    def test_a_begin_sent_as_text_in_autocommit_is_rolled_back_at_checkin(self):
+        raw = parallelq.get_engine().raw_connection()
+        # Nothing turns autocommit off that parallelq did not turn on: close the connection.
+        self.addCleanup(parallelq.get_engine().dispose)
+        raw.dbapi_connection.autocommit = True
+        with raw.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("INSERT INTO pq_test_note (text) VALUES ('never committed')")
+        raw.close()
+        self.assert_no_backend_idle_in_transaction()
+        self.assertEqual(self.count_notes(), 0)
+
+    @override_settings(PARALLELQ={"ENGINE_OPTIONS": {"pool_reset_on_return": "rollback"}})
+    def test_with_sqlalchemys_reset_asked_for_the_write_is_rolled_back_too(self):
+        raw = parallelq.get_engine().raw_connection()
+        with raw.cursor() as cursor:
+            cursor.execute("INSERT INTO pq_test_note (text) VALUES ('never committed')")
+        raw.close()
+        self.assertEqual(self.count_notes(), 0)
