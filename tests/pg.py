@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 SERVER_OPTIONS = (
@@ -38,6 +39,34 @@ def database_settings() -> dict[str, object]:
     if url:
         return _settings_from_url(url)
     return _start_cluster()
+
+
+def connect(
+    db: dict[str, Any],
+    name: str | None = None,
+    *,
+    statement_timeout_ms: int,
+    application_name: str | None = None,
+) -> Any:
+    """Open an autocommit psycopg2 connection to `db` (or its database `name`).
+
+    Its statements time out after `statement_timeout_ms`, and connecting after
+    20 s, so that no helper of the benchmarks can hang on the server.
+    """
+    import psycopg2  # only the benchmarks connect directly; the tests go through Django
+
+    conn = psycopg2.connect(
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        user=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+        dbname=name or db["NAME"],
+        connect_timeout=20,
+        application_name=application_name,
+        options=f"-c statement_timeout={statement_timeout_ms}",
+    )
+    conn.autocommit = True
+    return conn
 
 
 def _settings_from_url(url: str) -> dict[str, object]:

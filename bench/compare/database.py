@@ -7,26 +7,13 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg2
-
 from bench.compare.config import STATEMENT_TIMEOUT_MS
 from tests import pg
 
 
 def connect(db: dict[str, Any], name: str | None = None, app: str = "bench-admin") -> Any:
     """Open an autocommit psycopg2 connection whose statements time out."""
-    conn = psycopg2.connect(
-        host=db["HOST"] or None,
-        port=db["PORT"] or None,
-        user=db["USER"] or None,
-        password=db["PASSWORD"] or None,
-        dbname=name or db["NAME"],
-        connect_timeout=20,
-        application_name=app,
-        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-    )
-    conn.autocommit = True
-    return conn
+    return pg.connect(db, name, statement_timeout_ms=STATEMENT_TIMEOUT_MS, application_name=app)
 
 
 @contextlib.contextmanager

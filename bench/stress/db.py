@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import psycopg2
 import sqlalchemy as sa
 
 from demo_project.bookstore import ensure_seeded
@@ -27,17 +26,7 @@ OTHER_BACKENDS = (
 
 def connect(db: dict[str, Any], name: str | None = None) -> Any:
     """Open an autocommit psycopg2 connection whose statements time out."""
-    conn = psycopg2.connect(
-        host=db["HOST"] or None,
-        port=db["PORT"] or None,
-        user=db["USER"] or None,
-        password=db["PASSWORD"] or None,
-        dbname=name or db["NAME"],
-        connect_timeout=int(SOCKET_TIMEOUT),
-        options=f"-c statement_timeout={int(SOCKET_TIMEOUT * 1000)}",
-    )
-    conn.autocommit = True
-    return conn
+    return pg.connect(db, name, statement_timeout_ms=int(SOCKET_TIMEOUT * 1000))
 
 
 def create_database() -> dict[str, Any]:
