@@ -112,8 +112,11 @@ def _before_statement(state: orm.ORMExecuteState) -> None:
     task = state.session.info.get(_TASK)
     if task is not None:
         task.check_cancelled()
+    connection = state.session.info.get(_CONNECTION)
     if not readmode.is_plain_read(state):
-        readmode.want_transaction(state.session, state.session.info.get(_CONNECTION))
+        readmode.want_transaction(state.session, connection)
+    elif connection is None:
+        readmode.connect_to_read(state)
 
 
 @sa.event.listens_for(TaskSession, "before_flush")

@@ -8,11 +8,18 @@ statement that may write, lock rows or set a savepoint, and before the first
 flush: from there on the task has an ordinary transaction, which its commit()
 ends and its end rolls back. Only Engines with the default isolation level use
 it; see install().
+
+A connection a task read on stays in autocommit when it goes back to the pool,
+so that the next task's reads need no switch: turning autocommit on or off
+releases the GIL, and under load each release costs the thread a wait to get
+it back. Every other checkout (the request's Session, engine.connect(),
+raw_connection()) turns it off before the connection is lent.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import weakref
 from typing import Any
 
@@ -21,12 +28,18 @@ from sqlalchemy import orm
 
 _IDLE = 0  # psycopg2.extensions.TRANSACTION_STATUS_IDLE: no transaction open
 _WANTS_TRANSACTION = "parallelq.wants_transaction"  # Session.info: a write is coming
-_AUTOCOMMIT = "parallelq.autocommit"  # pool record info: this module turned it on
+# Connection info (per DBAPI connection, unlike record_info): this module turned
+# autocommit on, and it is on still.
+_AUTOCOMMIT = "parallelq.autocommit"
 
 _TEXT_READ = re.compile(r"\s*SELECT\b", re.IGNORECASE)
 _NOT_PLAIN = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE)\b|\bINTO\b", re.IGNORECASE)
 
 _engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+# Set in this thread while a task's Session checks out a connection to read on
+# (connect_to_read()); every other checkout leaves autocommit.
+_lending = threading.local()
 
 
 def install(engine: sa.Engine, *, reset: bool) -> None:
@@ -44,6 +57,7 @@ def install(engine: sa.Engine, *, reset: bool) -> None:
             get it back (0.1 ms per call in a two-thread test).
     """
     _engines.add(engine)
+    sa.event.listen(engine, "checkout", _checkout)
     sa.event.listen(engine, "savepoint", _leave_autocommit_for_savepoint)
     sa.event.listen(engine, "checkin", _checkin_resetting if reset else _checkin)
 
@@ -61,21 +75,41 @@ def is_plain_read(state: orm.ORMExecuteState) -> bool:
     return False
 
 
+def connect_to_read(state: orm.ORMExecuteState) -> None:
+    """Check out a connection for the plain read about to run in a task's Session.
+
+    A connection still in autocommit from an earlier task's reads is lent as it
+    is. Called only while the Session holds no connection.
+    """
+    session = state.session
+    if session.info.get(_WANTS_TRANSACTION) or session.bind not in _engines:
+        return
+    _lending.active = True
+    try:
+        session.connection(bind_arguments=state.bind_arguments)
+    finally:
+        _lending.active = False
+
+
 def start(session: orm.Session, connection: sa.Connection) -> None:
     """Put a task's newly begun connection in autocommit, unless a write is coming."""
-    if session.info.get(_WANTS_TRANSACTION) or connection.engine not in _engines:
+    if connection.engine not in _engines:
         return
     proxied = connection.connection
-    if proxied.record_info is not None:
+    if proxied.record_info is None:  # detached from the pool
+        return
+    if session.info.get(_WANTS_TRANSACTION):
+        _leave_autocommit(proxied.info, proxied.dbapi_connection)
+    elif not proxied.info.get(_AUTOCOMMIT):
         proxied.dbapi_connection.autocommit = True  # type: ignore[union-attr]
-        proxied.record_info[_AUTOCOMMIT] = True
+        proxied.info[_AUTOCOMMIT] = True
 
 
 def want_transaction(session: orm.Session, connection: sa.Connection | None) -> None:
     """Give the task a transaction before its next statement."""
     session.info[_WANTS_TRANSACTION] = True
     if connection is not None:
-        _leave_autocommit(connection.connection.record_info, connection.connection.dbapi_connection)
+        _leave_autocommit(connection.connection.info, connection.connection.dbapi_connection)
 
 
 def forget(session: orm.Session) -> None:
@@ -83,10 +117,25 @@ def forget(session: orm.Session) -> None:
     session.info.pop(_WANTS_TRANSACTION, None)
 
 
+def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    if getattr(_lending, "active", False):
+        _lending.active = False  # the first checkout is the task Session's own
+        return
+    _leave_autocommit(record.info, dbapi_connection)
+
+
 def _checkin(dbapi_connection: Any, record: Any) -> None:
-    # Whichever Session turned autocommit on, the connection leaves it here,
-    # before the pool can lend it to anyone else.
-    _leave_autocommit(record.record_info, dbapi_connection)
+    # A connection a task read on keeps autocommit in the pool (see _checkout);
+    # one that has left it, or has a transaction open, is made plain again.
+    if (
+        record.info.get(_AUTOCOMMIT)
+        and dbapi_connection is not None
+        and not dbapi_connection.closed
+        and dbapi_connection.autocommit  # not reset by SQLAlchemy's isolation-level finalizer
+        and not _in_transaction(dbapi_connection)
+    ):
+        return
+    _leave_autocommit(record.info, dbapi_connection)
 
 
 def _checkin_resetting(dbapi_connection: Any, record: Any) -> None:
@@ -110,12 +159,12 @@ def _in_transaction(dbapi_connection: Any) -> bool:
     return bool(dbapi_connection.info.transaction_status != _IDLE)
 
 
-def _leave_autocommit(record_info: dict[str, Any] | None, dbapi_connection: Any) -> None:
+def _leave_autocommit(info: dict[str, Any], dbapi_connection: Any) -> None:
     # psycopg2 sends BEGIN before the next statement; nothing goes to the server now.
-    was_on = record_info is not None and record_info.pop(_AUTOCOMMIT, False)
+    was_on = info.pop(_AUTOCOMMIT, False)
     if was_on and dbapi_connection is not None and not dbapi_connection.closed:
         dbapi_connection.autocommit = False
 
 
 def _leave_autocommit_for_savepoint(connection: sa.Connection, name: str) -> None:
-    _leave_autocommit(connection.connection.record_info, connection.connection.dbapi_connection)
+    _leave_autocommit(connection.connection.info, connection.connection.dbapi_connection)

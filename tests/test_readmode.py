@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg2.extensions
 import sqlalchemy as sa
 from django.test import override_settings
 
@@ -103,6 +104,97 @@ class ReadModeTests(PostgresTestCase):
     def test_reads_keep_their_transaction_under_repeatable_read(self):
         with parallelq.scope():
             self.assertEqual(parallel(read_then_state), [(False, IN_TRANSACTION)])
+
+
+class CountingConnection(psycopg2.extensions.connection):
+    """A real psycopg2 connection that counts how often its autocommit is set."""
+
+    switches = 0
+
+    @property
+    def autocommit(self):
+        return super().autocommit
+
+    @autocommit.setter
+    def autocommit(self, value):
+        type(self).switches += 1
+        psycopg2.extensions.connection.autocommit.__set__(self, value)
+
+
+COUNTING = {"ENGINE_OPTIONS": {"connect_args": {"connection_factory": CountingConnection}}}
+
+
+def read():
+    return session.scalars(sa.select(Note.text)).all()
+
+
+class PooledAutocommitTests(PostgresTestCase):
+    """Connections stay in autocommit in the pool between task reads, and only then."""
+
+    def setUp(self):
+        super().setUp()
+        CountingConnection.switches = 0
+
+    def warm_pool(self) -> None:
+        with parallelq.scope():
+            parallel(*[read] * 12)  # most of the pool has served a task
+
+    @override_settings(PARALLELQ=COUNTING)
+    def test_task_reads_after_task_reads_switch_nothing(self):
+        self.warm_pool()
+        switched = CountingConnection.switches
+        self.assertGreater(switched, 0)  # the counter counts
+        for _ in range(3):
+            with parallelq.scope():
+                parallel(*[read] * 5)
+        self.assertEqual(CountingConnection.switches, switched)
+
+    @override_settings(PARALLELQ=COUNTING)
+    def test_a_write_leaves_autocommit_and_the_next_read_enters_it_again(self):
+        def write():
+            session.add(Note(text="kept"))
+            session.flush()
+            state = driver_state()
+            session.commit()
+            return state
+
+        self.warm_pool()
+        with parallelq.scope():
+            self.assertEqual(parallel(write), [(False, IN_TRANSACTION)])
+            self.assertEqual(parallel(read_then_state), [(True, IDLE)])
+            self.assertEqual(session.scalars(sa.select(Note.text)).all(), ["kept"])
+
+    def test_raw_connections_and_engine_connect_get_a_transaction(self):
+        self.warm_pool()
+        engine = parallelq.get_engine()
+        raws = [engine.raw_connection() for _ in range(12)]
+        for raw in raws:
+            self.assertFalse(raw.dbapi_connection.autocommit)
+            with raw.cursor() as cursor:
+                cursor.execute("INSERT INTO pq_test_note (text) VALUES ('never committed')")
+        for raw in raws:
+            raw.close()
+        self.warm_pool()
+        connections = [engine.connect() for _ in range(12)]
+        for connection in connections:
+            connection.execute(sa.text("INSERT INTO pq_test_note (text) VALUES ('rolled back')"))
+            self.assertFalse(connection.connection.dbapi_connection.autocommit)
+        for connection in connections:
+            connection.close()
+        with parallelq.scope():
+            self.assertEqual(session.scalars(sa.select(Note.text)).all(), [])
+
+    def test_a_connection_a_task_opens_itself_gets_a_transaction(self):
+        def own_connection():
+            read()  # the task's Session holds one connection in autocommit
+            with parallelq.get_engine().connect() as connection:
+                connection.execute(sa.text("INSERT INTO pq_test_note (text) VALUES ('dropped')"))
+                return connection.connection.dbapi_connection.autocommit
+
+        self.warm_pool()
+        with parallelq.scope():
+            self.assertEqual(parallel(*[own_connection] * 4), [False] * 4)
+            self.assertEqual(session.scalars(sa.select(Note.text)).all(), [])
 
 
 class CheckinResetTests(PostgresTestCase):
