@@ -182,6 +182,8 @@ def _build(conf: Settings) -> sa.Engine:
     engine = sa.create_engine(url, connect_args=connect_args, **options)
     if url.get_backend_name() == "postgresql" and not options.get("pool_pre_ping"):
         liveness.install(engine)
+    if psycopg2:
+        readmode.skip_idle_commits_and_rollbacks(engine)
     if reads_in_autocommit:
         readmode.install(engine, reset=own_reset)
     return engine

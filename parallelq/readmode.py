@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 _IDLE = 0  # psycopg2.extensions.TRANSACTION_STATUS_IDLE: no transaction open
+_STATUS_READY = 1  # psycopg2.extensions.STATUS_READY: psycopg2 has sent no BEGIN
 _WANTS_TRANSACTION = "parallelq.wants_transaction"  # Session.info: a write is coming
 # Connection info (per DBAPI connection, unlike record_info): this module turned
 # autocommit on, and it is on still.
@@ -60,6 +61,35 @@ def install(engine: sa.Engine, *, reset: bool) -> None:
     sa.event.listen(engine, "checkout", _checkout)
     sa.event.listen(engine, "savepoint", _leave_autocommit_for_savepoint)
     sa.event.listen(engine, "checkin", _checkin_resetting if reset else _checkin)
+
+
+def skip_idle_commits_and_rollbacks(engine: sa.Engine) -> None:
+    """Let `engine`'s psycopg2 commit() and rollback() return at once when no transaction is open.
+
+    psycopg2 then sends nothing, but it first releases the GIL to lock the
+    connection; a Session that read in autocommit still ends its transaction
+    with rollback(), so every reading task paid one release for nothing. The
+    check is a narrower form of psycopg2's own (pq_commit, pq_abort skip
+    unless the status is BEGIN), read from the connection object without its
+    lock. In autocommit the status stays READY.
+    """
+    dialect = engine.dialect
+    dialect.do_commit = _unless_idle(dialect.do_commit)  # type: ignore[method-assign]
+    dialect.do_rollback = _unless_idle(dialect.do_rollback)  # type: ignore[method-assign]
+
+
+def _unless_idle(end: Any) -> Any:
+    def end_unless_idle(connection: Any) -> None:
+        dbapi_connection = getattr(connection, "dbapi_connection", connection)  # pool's proxy
+        if (
+            dbapi_connection is not None
+            and not dbapi_connection.closed  # psycopg2 raises for a closed one: let it
+            and dbapi_connection.status == _STATUS_READY
+        ):
+            return
+        end(connection)
+
+    return end_unless_idle
 
 
 def is_plain_read(state: orm.ORMExecuteState) -> bool:

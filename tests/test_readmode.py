@@ -107,9 +107,21 @@ class ReadModeTests(PostgresTestCase):
 
 
 class CountingConnection(psycopg2.extensions.connection):
-    """A real psycopg2 connection that counts how often its autocommit is set."""
+    """A real psycopg2 connection that counts autocommit switches, commits and rollbacks.
+
+    Each of them releases the GIL, even when psycopg2 then sends nothing.
+    """
 
     switches = 0
+    ends = 0
+
+    def commit(self):
+        type(self).ends += 1
+        super().commit()
+
+    def rollback(self):
+        type(self).ends += 1
+        super().rollback()
 
     @property
     def autocommit(self):
@@ -133,7 +145,7 @@ class PooledAutocommitTests(PostgresTestCase):
 
     def setUp(self):
         super().setUp()
-        CountingConnection.switches = 0
+        CountingConnection.switches = CountingConnection.ends = 0
 
     def warm_pool(self) -> None:
         with parallelq.scope():
@@ -148,6 +160,33 @@ class PooledAutocommitTests(PostgresTestCase):
             with parallelq.scope():
                 parallel(*[read] * 5)
         self.assertEqual(CountingConnection.switches, switched)
+
+    @override_settings(PARALLELQ=COUNTING)
+    def test_reads_end_without_commit_or_rollback_and_writes_with_them(self):
+        def read_and_commit():
+            rows = read()
+            session.commit()
+            return rows
+
+        def write_and_commit():
+            session.add(Note(text="kept"))
+            session.commit()
+
+        def write_and_drop():
+            session.add(Note(text="rolled back"))
+            session.flush()
+
+        self.warm_pool()
+        CountingConnection.ends = 0  # SQLAlchemy's first connect rolls back its own queries
+        with parallelq.scope():
+            parallel(*[read] * 5, *[read_and_commit] * 5)
+            self.assertEqual(CountingConnection.ends, 0)
+            parallel(write_and_commit)
+            self.assertEqual(CountingConnection.ends, 1)
+            with self.assertLogs("parallelq", "WARNING"):
+                parallel(write_and_drop)
+            self.assertEqual(CountingConnection.ends, 2)
+            self.assertEqual(session.scalars(sa.select(Note.text)).all(), ["kept"])
 
     @override_settings(PARALLELQ=COUNTING)
     def test_a_write_leaves_autocommit_and_the_next_read_enters_it_again(self):
