@@ -128,7 +128,10 @@ def start(session: orm.Session, connection: sa.Connection) -> None:
     proxied = connection.connection
     if proxied.record_info is None:  # detached from the pool
         return
-    if session.info.get(_WANTS_TRANSACTION):
+    own_level = "isolation_level" in connection.get_execution_options()
+    if session.info.get(_WANTS_TRANSACTION) or own_level:
+        # A write is coming, or the task asked for an isolation level of its own
+        # (session.connection(execution_options=...)): keep its transaction.
         _leave_autocommit(proxied.info, proxied.dbapi_connection)
     elif not proxied.info.get(_AUTOCOMMIT):
         proxied.dbapi_connection.autocommit = True  # type: ignore[union-attr]

@@ -100,6 +100,15 @@ class ReadModeTests(PostgresTestCase):
         with parallelq.scope():
             self.assertEqual(session.scalars(sa.select(Note.text)).all(), [])
 
+    def test_a_task_that_asks_for_an_isolation_level_keeps_its_transaction(self):
+        def repeatable():
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            level = session.scalar(sa.select(sa.func.current_setting("transaction_isolation")))
+            return level, read_then_state()
+
+        with parallelq.scope():
+            self.assertEqual(parallel(repeatable), [("repeatable read", (False, IN_TRANSACTION))])
+
     @override_settings(PARALLELQ={"ENGINE_OPTIONS": {"isolation_level": "REPEATABLE READ"}})
     def test_reads_keep_their_transaction_under_repeatable_read(self):
         with parallelq.scope():
