@@ -54,7 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=servers.GUNICORN_THREADS,
         help=f"gunicorn's request threads ({servers.GUNICORN_THREADS})",
     )
-    parser.add_argument("--http-reps", type=_count, help="wrk runs per contender and client count")
+    parser.add_argument(
+        "--http-reps", type=_count, help="wrk runs per contender and client count (5; quick 1)"
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -78,7 +80,7 @@ def _output(args: argparse.Namespace) -> Path:
 def _http_plan(args: argparse.Namespace) -> httpload.HttpPlan:
     return httpload.HttpPlan(
         seconds=args.http_seconds or (3.0 if args.quick else 10.0),
-        reps=args.http_reps or (1 if args.quick else 3),
+        reps=args.http_reps or (1 if args.quick else 5),
         warmup=1.0 if args.quick else 3.0,
         threads=args.http_threads,
     )
