@@ -21,6 +21,9 @@ SERVER_OPTIONS = (
 
 _cluster: dict[str, str] = {}  # data, log and root of the cluster this run started
 
+PREFIX = "parallelq-pg-"  # of the cluster's temp dir
+OWNER = "owner.pid"  # in that dir: the pid of the process that started the cluster
+
 
 class Unavailable(RuntimeError):
     """No PostgreSQL server could be started or reached."""
@@ -85,7 +88,10 @@ def _start_cluster() -> dict[str, object]:
     missing = [b for b in ("initdb", "pg_ctl", "postgres") if shutil.which(b) is None]
     if missing:
         raise Unavailable(f"PostgreSQL server binaries not on PATH: {', '.join(missing)}")
-    root = tempfile.mkdtemp(prefix="parallelq-pg-")
+    remove_stale_clusters()
+    root = tempfile.mkdtemp(prefix=PREFIX)
+    with open(os.path.join(root, OWNER), "w") as f:
+        f.write(str(os.getpid()))
     data, log = os.path.join(root, "data"), os.path.join(root, "server.log")
     if os.geteuid() == 0:
         # The server refuses to run as root.
@@ -152,6 +158,39 @@ def _tail(path: str) -> str:
             return "".join(f.readlines()[-20:])
     except OSError:
         return ""
+
+
+def remove_stale_clusters(parent: str | None = None) -> list[str]:
+    """Stop and delete the clusters of test runs that were killed; return their dirs.
+
+    A run killed from outside (SIGKILL, a CI timeout) never gets to its atexit
+    hook, so its server would run on. A cluster counts as stale once the
+    process named in its owner.pid is gone; dirs without that file are left alone.
+    """
+    parent = parent or tempfile.gettempdir()
+    removed = []
+    for name in sorted(os.listdir(parent)):
+        root = os.path.join(parent, name)
+        if not name.startswith(PREFIX) or not _owner_is_gone(root):
+            continue
+        _remove_cluster(root, os.path.join(root, "data"))
+        removed.append(root)
+    return removed
+
+
+def _owner_is_gone(root: str) -> bool:
+    try:
+        with open(os.path.join(root, OWNER)) as f:
+            pid = int(f.read())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _remove_cluster(root: str, data: str) -> None:
