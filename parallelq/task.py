@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
+from django.conf import settings
 from django.utils import timezone, translation
 from sqlalchemy import orm
 
@@ -72,15 +73,32 @@ class Locale:
 
     Django keeps them in asgiref Locals, which a new thread does not inherit.
     A task applies them only where they differ from its thread's own: reading
-    them costs less than overriding them.
+    them costs less than overriding them, and when the caller's are Django's
+    defaults a task on a worker thread does not even read them (see applied()).
     """
 
     def __init__(self) -> None:
         self.language = translation.get_language()
         self.timezone = timezone.get_current_timezone()
+        self.defaults = (
+            self.language == settings.LANGUAGE_CODE
+            and self.timezone == timezone.get_default_timezone()
+        )
 
-    def applied(self) -> contextlib.AbstractContextManager[Any]:
-        """Return a context manager that makes them this thread's while it is open."""
+    def applied(self, *, on_worker: bool = False) -> contextlib.AbstractContextManager[Any]:
+        """Return a context manager that makes them this thread's while it is open.
+
+        Args:
+            on_worker: the task runs on a worker thread, in its copy of the
+                caller's context. The asgiref Locals in that copy belong to the
+                caller's thread: asgiref 3.13 hides them from any other thread,
+                so the task starts from Django's defaults, and earlier releases
+                show the caller's own values. Either way there is nothing to
+                apply when the caller's are the defaults, and reading them (two
+                asgiref lookups) would cost more than the rest of a task's setup.
+        """
+        if on_worker and self.defaults:
+            return contextlib.nullcontext()
         overrides: list[contextlib.AbstractContextManager[Any]] = []
         if translation.get_language() != self.language:
             overrides.append(translation.override(self.language))
@@ -141,7 +159,7 @@ class Task:
         started = time.perf_counter()
         context, self.context = self.context, None  # run once; see _end_session on cycles
         assert context is not None
-        ok, outcome = context.run(self._call)
+        ok, outcome = context.run(self._call, True)
         self.scope.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)
         if not ok and self.siblings:
@@ -166,10 +184,10 @@ class Task:
             self.scope.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)
 
-    def _call(self) -> tuple[bool, Any]:
+    def _call(self, on_worker: bool = False) -> tuple[bool, Any]:
         token = _task_var.set(self)
         try:
-            with self.locale.applied():
+            with self.locale.applied(on_worker=on_worker):
                 return True, self._check_result(self.fn(*self.args, **self.kwargs))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
             self.failed_at = time.monotonic()

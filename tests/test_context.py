@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import threading
 
+from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone, translation
 
@@ -128,6 +129,18 @@ class IsolatedContextTests(ParallelqTestCase):
             first.result(timeout=10)
             second = submit(later)
             self.assertEqual(second.result(timeout=10), ("caller", "fr"))
+
+    def test_tasks_after_one_that_changed_its_language_start_from_the_defaults(self):
+        def state():
+            return translation.get_language(), timezone.get_current_timezone_name()
+
+        defaults = (settings.LANGUAGE_CODE, settings.TIME_ZONE)
+        with parallelq.scope():
+            self.assertEqual(state(), defaults)
+            for _ in range(3):  # every worker thread has run a task that activated others
+                parallel(*[self.change_everything] * 16)
+                self.assertEqual(parallel(*[state] * 16), [defaults] * 16)
+            self.assertEqual(state(), defaults)
 
     def test_nested_task_changing_context_leaves_the_outer_task_alone(self):
         def outer():
