@@ -130,6 +130,15 @@ class IsolatedContextTests(ParallelqTestCase):
             second = submit(later)
             self.assertEqual(second.result(timeout=10), ("caller", "fr"))
 
+    def test_task_deactivating_its_language_and_timezone_leaves_the_callers_alone(self):
+        def deactivate():
+            translation.deactivate()
+            timezone.deactivate()
+            return translation.get_language(), timezone.get_current_timezone_name()
+
+        results = self.run_in_callers_context(lambda: parallel(deactivate, deactivate))
+        self.assertEqual(results, [(settings.LANGUAGE_CODE, settings.TIME_ZONE)] * 2)
+
     def test_tasks_after_one_that_changed_its_language_start_from_the_defaults(self):
         def state():
             return translation.get_language(), timezone.get_current_timezone_name()
