@@ -158,17 +158,9 @@ def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
 
 
 def _checkin(dbapi_connection: Any, record: Any) -> None:
-    # A connection a task read on keeps autocommit in the pool (see _checkout);
-    # one that has left it, or has a transaction open, is made plain again.
-    if (
-        record.info.get(_AUTOCOMMIT)
-        and dbapi_connection is not None
-        and not dbapi_connection.closed
-        and dbapi_connection.autocommit  # not reset by SQLAlchemy's isolation-level finalizer
-        and not _in_transaction(dbapi_connection)
-    ):
-        return
-    _leave_autocommit(record.info, dbapi_connection)
+    # SQLAlchemy's own reset ran before this hook, and a BEGIN sent as text in
+    # autocommit survives it: ask libpq.
+    _keep_or_leave_autocommit(dbapi_connection, record, rolled_back=False)
 
 
 def _checkin_resetting(dbapi_connection: Any, record: Any) -> None:
@@ -182,7 +174,21 @@ def _checkin_resetting(dbapi_connection: Any, record: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - what SQLAlchemy's own reset does
             record.invalidate(exc)
             return
-    _checkin(dbapi_connection, record)
+    _keep_or_leave_autocommit(dbapi_connection, record, rolled_back=True)
+
+
+def _keep_or_leave_autocommit(dbapi_connection: Any, record: Any, *, rolled_back: bool) -> None:
+    # A connection a task read on keeps autocommit in the pool (see _checkout);
+    # one that has left it, or has a transaction open, is made plain again.
+    if (
+        record.info.get(_AUTOCOMMIT)
+        and dbapi_connection is not None
+        and not dbapi_connection.closed
+        and dbapi_connection.autocommit  # not reset by SQLAlchemy's isolation-level finalizer
+        and (rolled_back or not _in_transaction(dbapi_connection))
+    ):
+        return
+    _leave_autocommit(record.info, dbapi_connection)
 
 
 def _in_transaction(dbapi_connection: Any) -> bool:
