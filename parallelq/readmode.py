@@ -59,8 +59,12 @@ def install(engine: sa.Engine, *, reset: bool) -> None:
     """
     _engines.add(engine)
     sa.event.listen(engine, "checkout", _checkout)
-    sa.event.listen(engine, "savepoint", _leave_autocommit_for_savepoint)
     sa.event.listen(engine, "checkin", _checkin_resetting if reset else _checkin)
+    # Not the Engine's "savepoint" event: one Connection event listener makes
+    # every statement on the Engine dispatch all of them (Engine._has_events),
+    # which cost a task about 45 µs of CPU per lookup, a sixth of the lookup.
+    dialect = engine.dialect
+    dialect.do_savepoint = _autocommit_left_before(dialect.do_savepoint)  # type: ignore[method-assign]
 
 
 def skip_idle_commits_and_rollbacks(engine: sa.Engine) -> None:
@@ -205,5 +209,9 @@ def _leave_autocommit(info: dict[str, Any], dbapi_connection: Any) -> None:
         dbapi_connection.autocommit = False
 
 
-def _leave_autocommit_for_savepoint(connection: sa.Connection, name: str) -> None:
-    _leave_autocommit(connection.connection.info, connection.connection.dbapi_connection)
+def _autocommit_left_before(savepoint: Any) -> Any:
+    def do_savepoint(connection: sa.Connection, name: str) -> None:
+        _leave_autocommit(connection.connection.info, connection.connection.dbapi_connection)
+        savepoint(connection, name)
+
+    return do_savepoint
