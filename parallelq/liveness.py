@@ -35,9 +35,10 @@ def _remember_checkin(dbapi_connection: Any, record: Any) -> None:
 
 def _check_alive(dialect: sa.Dialect) -> Any:
     def check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        idle = time.monotonic() - record.info.get(_CHECKED_IN, time.monotonic())
+        now = time.monotonic()
         if _socket_readable(dbapi_connection) or (
-            idle > PING_AFTER and not _ping(dialect, dbapi_connection)
+            now - record.info.get(_CHECKED_IN, now) > PING_AFTER
+            and not _ping(dialect, dbapi_connection)
         ):
             # The pool discards this connection and lends a fresh one.
             raise sa.exc.DisconnectionError("parallelq: the server closed this connection")
@@ -58,20 +59,27 @@ def _poll_holding_the_gil() -> Callable[..., int] | None:
         poll = ctypes.PyDLL(None).poll
     except (OSError, AttributeError, TypeError):  # no libc poll() here, as on Windows
         return None
-    poll.argtypes = [ctypes.POINTER(_PollFd), ctypes.c_ulong, ctypes.c_int]
+    # No argtypes: every argument is passed as a ready ctypes object (below),
+    # and converting them through argtypes would double the call's cost.
     poll.restype = ctypes.c_int
     return poll
 
 
 _poll = _poll_holding_the_gil()
+_ONE_FD, _NO_WAIT = ctypes.c_ulong(1), ctypes.c_int(0)
+# A pollfd per file descriptor, made once: it holds only the number and the
+# events asked for, so a connection that reuses a closed one's number may use it.
+_requests: dict[int, Any] = {}
 
 
 def _socket_readable(dbapi_connection: Any) -> bool:
     # An idle connection receives nothing unless the server is closing it.
     fd = dbapi_connection.fileno()
     if _poll is not None:
-        request = _PollFd(fd, select.POLLIN, 0)
-        ready = _poll(ctypes.byref(request), 1, 0)
+        request = _requests.get(fd)
+        if request is None:
+            request = _requests[fd] = ctypes.byref(_PollFd(fd, select.POLLIN, 0))
+        ready = _poll(request, _ONE_FD, _NO_WAIT)
         if ready >= 0:
             return ready > 0  # readable, hung up or in error: not fit to lend
     poller = select.poll()
