@@ -12,10 +12,12 @@ from collections import deque
 from collections.abc import Collection, Iterator
 from concurrent.futures import wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from django import db
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from sqlalchemy import orm
 
 from parallelq import lifecycle, workers
@@ -31,6 +33,40 @@ logger = logging.getLogger("parallelq")
 # How long teardown waits for tasks still running after their statements were
 # cancelled; a task stuck in Python code past it ends its Session itself.
 TEARDOWN_GRACE = 5.0
+
+# A batch of tasks that kept the GIL busy for most of its run cannot go faster on
+# more threads: a lookup by primary key is about 0.4 ms of Python against 0.1 ms
+# of waiting on the server. Eight threads then take turns at the GIL, each turn
+# a context switch or two, and a task costs more than running it serially does.
+# While recent batches were such (their tasks' CPU time over the batch's wall
+# time, a moving average, at least GIL_BOUND), a parallel() call runs at most
+# GIL_BOUND_WINDOW of its tasks at once; see Scope.holding_back() for widening.
+GIL_BOUND = 0.5
+GIL_BOUND_WINDOW = 2
+STALL = 0.005  # seconds with no task finished: the running ones wait on the database
+_RECENT_WEIGHT = 0.2  # of the newest batch in the moving average
+
+# The moving average of batches' GIL share; None before the first batch.
+_gil_share: float | None = None
+
+
+def record_batch(cpu_seconds: float, wall_seconds: float) -> None:
+    """Count a parallel() batch whose tasks used `cpu_seconds` in `wall_seconds`."""
+    global _gil_share
+    if wall_seconds <= 0:
+        return
+    share = cpu_seconds / wall_seconds
+    recent = _gil_share  # shared by every scope; a lost update does no harm
+    _gil_share = share if recent is None else recent + _RECENT_WEIGHT * (share - recent)
+
+
+@receiver(setting_changed)
+def _forget_task_times(*, setting: str, **kwargs: Any) -> None:
+    # Another MAX_WORKERS, database or Engine makes other tasks: start afresh.
+    global _gil_share
+    if setting == "PARALLELQ":
+        _gil_share = None
+
 
 _scope_var: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "parallelq.scope", default=None
@@ -89,6 +125,8 @@ class Scope:
         self._running: set[Task] = set()
         self._active = 0
         self._busy_since = 0.0
+        self._wide = False  # the GIL-bound window was widened, see holding_back()
+        self._last_progress = time.perf_counter()  # when a task last finished
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._running)} running"
@@ -165,9 +203,8 @@ class Scope:
         with self._lock:
             if not self._claim_locked(task):
                 return
-            if len(self._running) >= self.max_workers or (
-                caller_runs and not self._room_locked(pool)
-            ):
+            cap = self._window_locked() if caller_runs else self.max_workers
+            if len(self._running) >= cap or (caller_runs and not self._room_locked(pool)):
                 self._pending.append(task)
                 return
             self._running.add(task)
@@ -179,13 +216,41 @@ class Scope:
             has_idle_connection(self.engine, self.pool_capacity, pool.starting) and pool.reserve()
         )
 
+    def _window_locked(self) -> int:
+        # Called with self._lock held: how many of parallel()'s tasks may run at once.
+        share = _gil_share
+        if self._wide or share is None or share < GIL_BOUND:
+            return self.max_workers
+        return min(self.max_workers, GIL_BOUND_WINDOW)
+
+    def holding_back(self, batch: Collection[Task]) -> bool:
+        """Return True while the GIL-bound window keeps queued tasks of `batch` waiting.
+
+        While recent batches were GIL-bound, GIL_BOUND_WINDOW tasks run at a
+        time, and each worker takes the next queued one as it finishes. A batch
+        whose tasks turn out to wait on the database is widened to MAX_WORKERS:
+        the caller, waiting, checks every STALL seconds (widen_if_stalled()),
+        so such a task starts at most that much late.
+        """
+        with self._lock:
+            if self.closed or self._wide:
+                return False
+            return any(t in batch for t in self._pending)
+
+    def widen_if_stalled(self) -> None:
+        """Let the scope run MAX_WORKERS tasks if none finished for STALL seconds."""
+        with self._lock:
+            if time.perf_counter() - self._last_progress >= STALL:
+                self._wide = True
+
     def take(self, batch: Collection[Task]) -> Task | None:
         """Return a queued task of `batch` for the caller to run now, if any.
 
         Queued tasks of `batch` go to worker threads first, as far as idle ones
         and connections allow; the caller gets the first of the rest. None while
-        MAX_WORKERS tasks run: the workers that run them take the queued ones
-        as they finish. The caller gives the task back with done().
+        MAX_WORKERS tasks run (GIL_BOUND_WINDOW while batches are GIL-bound): the workers
+        that run them take the queued ones as they finish. The caller gives the
+        task back with done().
         """
         pool = workers.current()
         handed: list[Task] = []
@@ -193,8 +258,9 @@ class Scope:
         with self._lock:
             if self.closed:
                 return None
+            window = self._window_locked()
             for task in [t for t in self._pending if t in batch and not t.future.cancelled()]:
-                if len(self._running) >= self.max_workers:
+                if len(self._running) >= window:
                     break
                 if self._room_locked(pool):
                     handed.append(task)
@@ -235,13 +301,14 @@ class Scope:
             self.stats.max_concurrency = max(self.stats.max_concurrency, self._active)
 
     def task_finished(self, seconds: float) -> None:
-        """Count a task that ran for `seconds`, for stats."""
+        """Count a task that ran for `seconds`, for stats and widen_if_stalled()."""
         with self._lock:
             self.stats.tasks += 1
             self.stats.db_seconds += seconds
             self._active -= 1
+            self._last_progress = now = time.perf_counter()
             if self._active == 0:
-                self.stats.wall_seconds += time.perf_counter() - self._busy_since
+                self.stats.wall_seconds += now - self._busy_since
 
     def _next_pending(self) -> Task | None:
         # Called with self._lock held.

@@ -135,6 +135,7 @@ class Task:
         self.cancelled = False
         self.siblings: list[Task] = []  # cancelled when this task fails
         self.failed_at = 0.0  # time.monotonic() when it raised: the first error wins
+        self.cpu_seconds = 0.0  # CPU time of its thread while it ran
         self._lock = threading.Lock()
         self._dbapi_connection: Any = None
         self._ending = False
@@ -156,10 +157,11 @@ class Task:
         if not self.future.set_running_or_notify_cancel():
             return
         self.scope.task_started()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         context, self.context = self.context, None  # run once; see _end_session on cycles
         assert context is not None
         ok, outcome = context.run(self._call, True)
+        self.cpu_seconds = time.thread_time() - cpu
         self.scope.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)
         if not ok and self.siblings:
@@ -178,8 +180,9 @@ class Task:
             return
         if counted:
             self.scope.task_started()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         ok, outcome = contextvars.copy_context().run(self._call)
+        self.cpu_seconds = time.thread_time() - cpu
         if counted:
             self.scope.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)

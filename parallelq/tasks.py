@@ -10,7 +10,7 @@ from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar, overload
 
 from parallelq.exceptions import Timeout
-from parallelq.scope import Scope, current_scope
+from parallelq.scope import STALL, Scope, current_scope, record_batch
 from parallelq.task import Locale, Task, current_task
 
 P = ParamSpec("P")
@@ -129,13 +129,15 @@ def _run(
     """Start `tasks`, run those the caller must, and gather every result in order."""
     nested = _inline()
     inline = nested or not active.enabled
+    began = time.perf_counter()
     if not inline:
         for task in tasks:
             active.offer(task)
     started = time.monotonic()
     deadline: _Deadline | None = None
     try:
-        for task in _run_here(active, tasks, inline):
+        until = None if limit is None else started + limit
+        for task in _run_here(active, tasks, inline, until):
             if deadline is None and limit is not None:
                 deadline = _Deadline(active, tasks, limit - (time.monotonic() - started))
             if inline:
@@ -158,23 +160,41 @@ def _run(
         if cut_short:
             raise _timeout(limit, cut_short)
     remaining = None if limit is None else max(0.0, limit - (time.monotonic() - started))
-    return _gather(active, tasks, remaining, return_exceptions, limit)
+    results = _gather(active, tasks, remaining, return_exceptions, limit)
+    if not inline:
+        record_batch(sum(t.cpu_seconds for t in tasks), time.perf_counter() - began)
+    return results
 
 
-def _run_here(active: Scope, tasks: list[Task], inline: bool) -> Iterator[Task]:
+def _run_here(
+    active: Scope, tasks: list[Task], inline: bool, until: float | None
+) -> Iterator[Task]:
     """Yield the tasks the caller runs itself.
 
     All of them when nested or disabled. Otherwise those that found no idle
     worker thread or connection (caller-runs), while the scope runs fewer
     than MAX_WORKERS tasks: the caller does their work at serial cost rather
-    than wait for another request's tasks to end.
+    than wait for another request's tasks to end. While the GIL-bound window
+    holds tasks back, the caller waits, and widens it if they stall; it
+    stops waiting at `until` (time.monotonic()), for _gather to time out.
     """
     if inline:
         yield from tasks
         return
     batch = set(tasks)
-    while (task := active.take(batch)) is not None:
-        yield task
+    futures = [t.future for t in tasks]
+    while True:
+        while (task := active.take(batch)) is not None:
+            yield task
+        if not active.holding_back(batch):
+            return
+        left = STALL if until is None else min(STALL, until - time.monotonic())
+        if left <= 0:
+            return
+        done, _ = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
+        if any(_failed(f) for f in done):
+            return  # _gather raises it, and cancels the rest
+        active.widen_if_stalled()
 
 
 def _label(named: dict[str, Any]) -> dict[str, Callable[[], Any]]:

@@ -1,0 +1,61 @@
+"""Tasks of GIL-bound batches run two at a time; a batch that waits on the database is widened."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from django.test import override_settings
+
+import parallelq
+from parallelq import Timeout, parallel, session
+from parallelq.scope import GIL_BOUND_WINDOW, STALL
+from tests.base import PostgresTestCase, sleep
+
+
+def python_work() -> int:
+    """About a millisecond of Python under the GIL, then a statement, which lets it go."""
+    total = sum(range(20_000))
+    return int(session.execute(sa.text("SELECT :n"), {"n": total}).scalar_one())
+
+
+# Changing PARALLELQ also makes the process forget earlier batches, so each
+# test starts with none.
+fresh = override_settings(PARALLELQ={"MAX_WORKERS": 8})
+
+
+class GilBoundWindowTests(PostgresTestCase):
+    def make_batches_gil_bound(self) -> None:
+        with parallelq.scope():
+            for _ in range(5):
+                parallel(*[python_work] * 8)
+
+    @fresh
+    def test_gil_bound_tasks_run_a_few_at_a_time(self):
+        self.make_batches_gil_bound()
+        with parallelq.scope() as scope:
+            results = parallel(*[python_work] * 20)
+        self.assertEqual(results, [sum(range(20_000))] * 20)
+        self.assertEqual(scope.stats.tasks, 20)
+        self.assertEqual(scope.stats.max_concurrency, GIL_BOUND_WINDOW)
+
+    @fresh
+    def test_tasks_that_wait_on_the_database_are_widened_to_max_workers(self):
+        self.make_batches_gil_bound()
+        started = time.monotonic()
+        with parallelq.scope() as scope:
+            self.assertEqual(parallel(*[lambda: sleep(0.3)] * 4), [0.3] * 4)
+        elapsed = time.monotonic() - started
+        self.assertEqual(scope.stats.max_concurrency, 4)
+        # Two at a time would take 0.6 s; widening starts the last two STALL late.
+        self.assertLess(elapsed, 0.6)
+
+    @fresh
+    def test_a_timeout_ends_a_batch_the_window_holds_back(self):
+        self.make_batches_gil_bound()
+        short = STALL / 2.5  # 2 ms: two running, one ends every millisecond or so
+        batch = 100  # at least 100 ms at two at a time
+        started = time.monotonic()
+        with parallelq.scope(), self.assertRaises(Timeout):
+            parallel(*[lambda: sleep(short)] * batch, timeout=0.02)
+        self.assertLess(time.monotonic() - started, batch * short / GIL_BOUND_WINDOW)
