@@ -63,8 +63,9 @@ def _trivial(run: Run) -> str:
     peer = f"the thread peer ends at {threads:+.0f} µs here" if threads is not None else ""
     return (
         f"A primary-key lookup through the ORM is CPU work done under the GIL (serial "
-        f"code takes {serial:.0f} µs each here), so eight threads overlap little of it, "
-        "and every task adds work serial code does not: a Session and a connection "
+        f"code takes {serial:.0f} µs each here), so threads overlap little of it; parallelq "
+        "runs such calls two tasks at a time ([design.md](design.md), *GIL-bound batches*), "
+        "and every task still adds work serial code does not: a Session and a connection "
         f"checkout of its own ({PROFILE}, *tasks, caller's thread*: over 100 µs per task "
         "with no thread involved), and, on worker threads, several context switches per "
         "task as threads hand the GIL back and forth on each round trip, against one for "
