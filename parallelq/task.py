@@ -71,10 +71,11 @@ class TaskFuture(Future[T]):
 class Locale:
     """The caller's active language and timezone, which Django keeps per thread.
 
-    Django keeps them in asgiref Locals, which a new thread does not inherit.
-    A task applies them only where they differ from its thread's own: reading
-    them costs less than overriding them, and when the caller's are Django's
-    defaults a task on a worker thread does not even read them (see applied()).
+    Django keeps them in asgiref Locals, which a new thread does not inherit:
+    a task on a worker thread applies them where they differ from the thread's
+    own. A task run in its caller's thread needs nothing: it runs in a copy of
+    the caller's context, where asgiref (3.9.1 and later) keeps them, and what
+    a sibling run there before it changed stayed in that sibling's copy.
     """
 
     def __init__(self) -> None:
@@ -85,19 +86,17 @@ class Locale:
             and self.timezone == timezone.get_default_timezone()
         )
 
-    def applied(self, *, on_worker: bool = False) -> contextlib.AbstractContextManager[Any]:
-        """Return a context manager that makes them this thread's while it is open.
+    def applied(self) -> contextlib.AbstractContextManager[Any]:
+        """Return a context manager that makes them a worker thread's while it is open.
 
-        Args:
-            on_worker: the task runs on a worker thread, in its copy of the
-                caller's context. The asgiref Locals in that copy belong to the
-                caller's thread: asgiref 3.13 hides them from any other thread,
-                so the task starts from Django's defaults, and earlier releases
-                show the caller's own values. Either way there is nothing to
-                apply when the caller's are the defaults, and reading them (two
-                asgiref lookups) would cost more than the rest of a task's setup.
+        The task runs in its copy of the caller's context, but the asgiref
+        Locals in that copy belong to the caller's thread: asgiref 3.13 hides
+        them from any other thread, so the task starts from Django's defaults,
+        and earlier releases show the caller's own values. Either way there is
+        nothing to apply when the caller's are the defaults, and reading them
+        (two asgiref lookups) would cost more than the rest of a task's setup.
         """
-        if on_worker and self.defaults:
+        if self.defaults:
             return contextlib.nullcontext()
         overrides: list[contextlib.AbstractContextManager[Any]] = []
         if translation.get_language() != self.language:
@@ -190,7 +189,7 @@ class Task:
     def _call(self, on_worker: bool = False) -> tuple[bool, Any]:
         token = _task_var.set(self)
         try:
-            with self.locale.applied(on_worker=on_worker):
+            with self.locale.applied() if on_worker else contextlib.nullcontext():
                 return True, self._check_result(self.fn(*self.args, **self.kwargs))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
             self.failed_at = time.monotonic()

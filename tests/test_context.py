@@ -167,6 +167,18 @@ class IsolatedContextTests(ParallelqTestCase):
         self.assertEqual(results, [("changed by a task", "de", "America/Lima")])
 
     @DISABLED
+    def test_disabled_tasks_after_one_that_changed_context_see_the_callers(self):
+        def state():
+            return tenant.get(), translation.get_language(), timezone.get_current_timezone_name()
+
+        results = self.run_in_callers_context(
+            lambda: parallel(self.change_everything, state, self.change_everything, state)
+        )
+        changed = ("changed by a task", "de", "America/Lima")
+        callers = ("caller", "fr", "Asia/Tokyo")
+        self.assertEqual(results, [changed, callers, changed, callers])
+
+    @DISABLED
     def test_disabled_submit_changing_context_leaves_the_callers_alone(self):
         results = self.run_in_callers_context(
             lambda: submit(self.change_everything).result(timeout=0)
