@@ -259,9 +259,13 @@ class Scope:
             if self.closed:
                 return None
             window = self._window_locked()
-            for task in [t for t in self._pending if t in batch and not t.future.cancelled()]:
+            if len(self._running) >= window:  # as it is each time a waiting caller wakes
+                return None
+            for task in [t for t in self._pending if t in batch]:
                 if len(self._running) >= window:
                     break
+                if task.future.cancelled():
+                    continue
                 if self._room_locked(pool):
                     handed.append(task)
                 elif chosen is None:

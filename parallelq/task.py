@@ -111,6 +111,31 @@ class Locale:
         return stack
 
 
+class Batch:
+    """The tasks of one parallel() call, which wake its caller once they are done.
+
+    Done: all settled, or, with `fail_fast`, one failed. The caller waits on
+    `changed`, at no cost per task, rather than registering with every task's
+    Future each time it wakes.
+    """
+
+    def __init__(self, size: int, *, fail_fast: bool) -> None:
+        self.changed = threading.Event()
+        self.failed = False  # only with fail_fast
+        self._fail_fast = fail_fast
+        self._left = size
+        self._lock = threading.Lock()
+
+    def settled(self, ok: bool) -> None:
+        """Count a task that settled; `ok`: it returned rather than raised."""
+        with self._lock:
+            self._left -= 1
+            if not ok and self._fail_fast:
+                self.failed = True
+            if self.failed or self._left == 0:
+                self.changed.set()
+
+
 class Task:
     """One callable, its Future, the caller's context, and the Session it opens."""
 
@@ -133,6 +158,8 @@ class Task:
         self.started = False  # handed to a worker, queued, or run inline; see Scope.claim
         self.cancelled = False
         self.siblings: list[Task] = []  # cancelled when this task fails
+        self.batch: Batch | None = None  # told when the task settles
+        self.error: BaseException | None = None  # what it raised, once settled
         self.failed_at = 0.0  # time.monotonic() when it raised: the first error wins
         self.cpu_seconds = 0.0  # CPU time of its thread while it ran
         self._lock = threading.Lock()
@@ -217,7 +244,10 @@ class Task:
         if ok:
             self.future.set_result(outcome)
         else:
+            self.error = outcome  # before the Future: whoever sees it done sees this
             self.future.set_exception(outcome)
+        if self.batch is not None:
+            self.batch.settled(ok)
 
     def _end_session(self) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from parallelq.exceptions import Timeout
 from parallelq.scope import STALL, Scope, current_scope, record_batch
-from parallelq.task import Locale, Task, current_task
+from parallelq.task import Batch, Locale, Task, current_task
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -112,19 +112,22 @@ def parallel(
     limit = active.timeout if timeout is None else timeout
     locale = Locale()
     tasks = [Task(active, fn, (), {}, label, locale) for label, fn in labelled.items()]
-    if not return_exceptions:
-        for task in tasks:
+    batch = Batch(len(tasks), fail_fast=not return_exceptions)
+    for task in tasks:
+        task.batch = batch
+        if not return_exceptions:
             task.siblings = tasks
     try:
-        results = _run(active, tasks, limit, return_exceptions)
+        results = _run(active, tasks, batch, limit, return_exceptions)
     finally:
         for task in tasks:
             task.siblings = []  # each refers to the others: let them be freed without the GC
+            task.batch = None
     return dict(zip(labelled, results, strict=True)) if named else results
 
 
 def _run(
-    active: Scope, tasks: list[Task], limit: float | None, return_exceptions: bool
+    active: Scope, tasks: list[Task], batch: Batch, limit: float | None, return_exceptions: bool
 ) -> list[Any]:
     """Start `tasks`, run those the caller must, and gather every result in order."""
     nested = _inline()
@@ -137,7 +140,7 @@ def _run(
     deadline: _Deadline | None = None
     try:
         until = None if limit is None else started + limit
-        for task in _run_here(active, tasks, inline, until):
+        for task in _run_here(active, tasks, batch, inline, until):
             if deadline is None and limit is not None:
                 deadline = _Deadline(active, tasks, limit - (time.monotonic() - started))
             if inline:
@@ -148,7 +151,7 @@ def _run(
                     task.run_inline(counted=True)
                 finally:
                     active.done(task)
-            if not return_exceptions and _failed(task.future):
+            if not return_exceptions and task.error is not None:
                 # The tasks not started yet are not run.
                 active.cancel([t for t in tasks if t is not task])
                 break
@@ -156,7 +159,7 @@ def _run(
         if deadline is not None:
             deadline.stop()
     if deadline is not None and deadline.expired:
-        cut_short = [t for t in tasks if _failed(t.future) or t.future.cancelled()]
+        cut_short = [t for t in tasks if t.error is not None or t.future.cancelled()]
         if cut_short:
             raise _timeout(limit, cut_short)
     remaining = None if limit is None else max(0.0, limit - (time.monotonic() - started))
@@ -167,7 +170,7 @@ def _run(
 
 
 def _run_here(
-    active: Scope, tasks: list[Task], inline: bool, until: float | None
+    active: Scope, tasks: list[Task], batch: Batch, inline: bool, until: float | None
 ) -> Iterator[Task]:
     """Yield the tasks the caller runs itself.
 
@@ -181,18 +184,17 @@ def _run_here(
     if inline:
         yield from tasks
         return
-    batch = set(tasks)
-    futures = [t.future for t in tasks]
+    members = set(tasks)
     while True:
-        while (task := active.take(batch)) is not None:
+        while (task := active.take(members)) is not None:
             yield task
-        if not active.holding_back(batch):
+        if not active.holding_back(members):
             return
         left = STALL if until is None else min(STALL, until - time.monotonic())
         if left <= 0:
             return
-        done, _ = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
-        if any(_failed(f) for f in done):
+        batch.changed.wait(left)
+        if batch.failed:
             return  # _gather raises it, and cancels the rest
         active.widen_if_stalled()
 
@@ -219,10 +221,6 @@ def _number(callables: tuple[Any, ...]) -> dict[str, Callable[[], Any]]:
     }
 
 
-def _failed(future: Future[Any]) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is not None
-
-
 def _gather(
     active: Scope,
     tasks: list[Task],
@@ -234,7 +232,7 @@ def _gather(
     when = "ALL_COMPLETED" if return_exceptions else FIRST_EXCEPTION
     done, not_done = wait(futures, timeout=timeout, return_when=when)
     # Taken before cancelling: the errors that cancelling causes are not the cause.
-    failed = [t for t in tasks if t.future in done and _failed(t.future)]
+    failed = [t for t in tasks if t.error is not None and t.future in done]
     failed.sort(key=attrgetter("failed_at"))
     if not_done:
         active.cancel([t for t in tasks if t.future in not_done])
@@ -242,7 +240,7 @@ def _gather(
         raise failed[0].future.exception()  # type: ignore[misc]
     if not_done:
         raise _timeout(limit, [t for t in tasks if t.future in not_done])
-    return [f.exception() if _failed(f) else f.result() for f in futures]
+    return [t.error if t.error is not None else t.future.result() for t in tasks]
 
 
 def _timeout(seconds: float | None, unfinished: list[Task]) -> Timeout:

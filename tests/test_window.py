@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import time
+from collections.abc import Iterator
+from unittest import mock
 
 import sqlalchemy as sa
 from django.test import override_settings
@@ -17,6 +21,21 @@ def python_work() -> int:
     """About a millisecond of Python under the GIL, then a statement, which lets it go."""
     total = sum(range(20_000))
     return int(session.execute(sa.text("SELECT :n"), {"n": total}).scalar_one())
+
+
+def fail() -> None:
+    raise ValueError("task failed")
+
+
+@contextlib.contextmanager
+def stall_after(seconds: float) -> Iterator[None]:
+    """Let a held-back batch wait `seconds` before it widens, so no test sees it widen."""
+    # The modules, not the names parallelq exports: parallelq.scope is a function.
+    modules = [importlib.import_module(f"parallelq.{name}") for name in ("scope", "tasks")]
+    with contextlib.ExitStack() as stack:
+        for module in modules:
+            stack.enter_context(mock.patch.object(module, "STALL", seconds))
+        yield
 
 
 # Changing PARALLELQ also makes the process forget earlier batches, so each
@@ -59,3 +78,23 @@ class GilBoundWindowTests(PostgresTestCase):
         with parallelq.scope(), self.assertRaises(Timeout):
             parallel(*[lambda: sleep(short)] * batch, timeout=0.02)
         self.assertLess(time.monotonic() - started, batch * short / GIL_BOUND_WINDOW)
+
+    @fresh
+    def test_the_caller_wakes_when_its_held_back_batch_is_done(self):
+        self.make_batches_gil_bound()
+        started = time.monotonic()
+        with stall_after(2.0), parallelq.scope() as held:
+            self.assertEqual(parallel(*[python_work] * 10), [sum(range(20_000))] * 10)
+        self.assertEqual(held.stats.max_concurrency, GIL_BOUND_WINDOW)
+        # Ten tasks of a millisecond or two; a caller that slept until it
+        # checked for stalls would take 2 s.
+        self.assertLess(time.monotonic() - started, 1.0)
+
+    @fresh
+    def test_the_caller_wakes_when_a_task_of_its_held_back_batch_fails(self):
+        self.make_batches_gil_bound()
+        started = time.monotonic()
+        with stall_after(2.0), parallelq.scope() as held, self.assertRaises(ValueError):
+            parallel(fail, *[lambda: sleep(0.05)] * 10)
+        self.assertLess(time.monotonic() - started, 1.0)
+        self.assertLess(held.stats.tasks, 11)  # the held-back ones never ran
