@@ -40,32 +40,70 @@ TEARDOWN_GRACE = 5.0
 # a context switch or two, and a task costs more than running it serially does.
 # While recent batches were such (their tasks' CPU time over the batch's wall
 # time, a moving average, at least GIL_BOUND), a parallel() call runs at most
-# GIL_BOUND_WINDOW of its tasks at once; see Scope.holding_back() for widening.
+# one or two of its tasks at once (GIL_BOUND_WINDOWS); see Scope.holding_back()
+# for widening. Two overlap one task's wait on the server with the other's
+# Python, but hand the GIL back and forth on every statement: which of the two
+# is faster depends on the machine, so each is timed (wall time per task, a
+# moving average per window) and the faster one runs, the other every
+# EXPLORE_EVERY-th GIL-bound batch so that its time stays current.
 GIL_BOUND = 0.5
-GIL_BOUND_WINDOW = 2
+GIL_BOUND_WINDOWS = (1, 2)
+EXPLORE_EVERY = 8
 STALL = 0.005  # seconds with no task finished: the running ones wait on the database
-_RECENT_WEIGHT = 0.2  # of the newest batch in the moving average
+_RECENT_WEIGHT = 0.2  # of the newest batch in the moving averages
 
-# The moving average of batches' GIL share; None before the first batch.
+# Moving averages, shared by every scope (a lost update does no harm): the GIL
+# share of batches, None before the first; wall seconds per task of GIL-bound
+# batches by their window, once one ran.
 _gil_share: float | None = None
+_per_task: dict[int, float] = {}
+_gil_bound_batches = 0
 
 
-def record_batch(cpu_seconds: float, wall_seconds: float) -> None:
-    """Count a parallel() batch whose tasks used `cpu_seconds` in `wall_seconds`."""
+def _moving(recent: float | None, value: float) -> float:
+    return value if recent is None else recent + _RECENT_WEIGHT * (value - recent)
+
+
+def record_batch(
+    cpu_seconds: float, wall_seconds: float, tasks: int = 0, window: int | None = None
+) -> None:
+    """Count a parallel() batch of `tasks` that used `cpu_seconds` in `wall_seconds`.
+
+    Args:
+        window: the GIL-bound window the batch ran in, start to end; None if
+            it had none or was widened.
+    """
     global _gil_share
     if wall_seconds <= 0:
         return
-    share = cpu_seconds / wall_seconds
-    recent = _gil_share  # shared by every scope; a lost update does no harm
-    _gil_share = share if recent is None else recent + _RECENT_WEIGHT * (share - recent)
+    _gil_share = _moving(_gil_share, cpu_seconds / wall_seconds)
+    if window is not None and tasks > 0:
+        _per_task[window] = _moving(_per_task.get(window), wall_seconds / tasks)
+
+
+def gil_bound_window() -> int | None:
+    """Return how many tasks the next parallel() call may run at once; None: no limit."""
+    global _gil_bound_batches
+    share = _gil_share
+    if share is None or share < GIL_BOUND:
+        return None
+    _gil_bound_batches += 1
+    times = dict(_per_task)
+    untried = [w for w in GIL_BOUND_WINDOWS if w not in times]
+    if untried:
+        return untried[0]
+    ranked = sorted(GIL_BOUND_WINDOWS, key=times.__getitem__)
+    return ranked[1] if _gil_bound_batches % EXPLORE_EVERY == 0 else ranked[0]
 
 
 @receiver(setting_changed)
 def _forget_task_times(*, setting: str, **kwargs: Any) -> None:
     # Another MAX_WORKERS, database or Engine makes other tasks: start afresh.
-    global _gil_share
+    global _gil_share, _gil_bound_batches
     if setting == "PARALLELQ":
         _gil_share = None
+        _per_task.clear()
+        _gil_bound_batches = 0
 
 
 _scope_var: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
@@ -125,6 +163,7 @@ class Scope:
         self._running: set[Task] = set()
         self._active = 0
         self._busy_since = 0.0
+        self._window: int | None = None  # of the running parallel() call: see begin_batch()
         self._wide = False  # the GIL-bound window was widened, see holding_back()
         self._last_progress = time.perf_counter()  # when a task last finished
 
@@ -216,21 +255,32 @@ class Scope:
             has_idle_connection(self.engine, self.pool_capacity, pool.starting) and pool.reserve()
         )
 
+    def begin_batch(self) -> None:
+        """Choose the window of the parallel() call about to offer its tasks."""
+        window = None if self._wide else gil_bound_window()
+        with self._lock:
+            self._window = window
+
+    def end_batch(self) -> int | None:
+        """Return the window the call ran in from start to end: None if none, or widened."""
+        with self._lock:
+            window, self._window = self._window, None
+            return None if self._wide else window
+
     def _window_locked(self) -> int:
         # Called with self._lock held: how many of parallel()'s tasks may run at once.
-        share = _gil_share
-        if self._wide or share is None or share < GIL_BOUND:
+        if self._wide or self._window is None:
             return self.max_workers
-        return min(self.max_workers, GIL_BOUND_WINDOW)
+        return min(self.max_workers, self._window)
 
     def holding_back(self, batch: Collection[Task]) -> bool:
         """Return True while the GIL-bound window keeps queued tasks of `batch` waiting.
 
-        While recent batches were GIL-bound, GIL_BOUND_WINDOW tasks run at a
-        time, and each worker takes the next queued one as it finishes. A batch
-        whose tasks turn out to wait on the database is widened to MAX_WORKERS:
-        the caller, waiting, checks every STALL seconds (widen_if_stalled()),
-        so such a task starts at most that much late.
+        While recent batches were GIL-bound, one or two tasks run at a time
+        (gil_bound_window()), and each worker takes the next queued one as it
+        finishes. A batch whose tasks turn out to wait on the database is
+        widened to MAX_WORKERS: the caller, waiting, checks every STALL seconds
+        (widen_if_stalled()), so such a task starts at most that much late.
         """
         with self._lock:
             if self.closed or self._wide:
@@ -248,7 +298,7 @@ class Scope:
 
         Queued tasks of `batch` go to worker threads first, as far as idle ones
         and connections allow; the caller gets the first of the rest. None while
-        MAX_WORKERS tasks run (GIL_BOUND_WINDOW while batches are GIL-bound): the workers
+        MAX_WORKERS tasks run (fewer while batches are GIL-bound): the workers
         that run them take the queued ones as they finish. The caller gives the
         task back with done().
         """

@@ -134,6 +134,7 @@ def _run(
     inline = nested or not active.enabled
     began = time.perf_counter()
     if not inline:
+        active.begin_batch()
         for task in tasks:
             active.offer(task)
     started = time.monotonic()
@@ -163,9 +164,13 @@ def _run(
         if cut_short:
             raise _timeout(limit, cut_short)
     remaining = None if limit is None else max(0.0, limit - (time.monotonic() - started))
-    results = _gather(active, tasks, remaining, return_exceptions, limit)
+    try:
+        results = _gather(active, tasks, remaining, return_exceptions, limit)
+    finally:
+        window = None if inline else active.end_batch()
     if not inline:
-        record_batch(sum(t.cpu_seconds for t in tasks), time.perf_counter() - began)
+        wall = time.perf_counter() - began
+        record_batch(sum(t.cpu_seconds for t in tasks), wall, len(tasks), window)
     return results
 
 

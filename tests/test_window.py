@@ -1,4 +1,4 @@
-"""Tasks of GIL-bound batches run two at a time; a batch that waits on the database is widened."""
+"""GIL-bound batches run one or two tasks at a time; one that waits on the database is widened."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.test import override_settings
 
 import parallelq
 from parallelq import Timeout, parallel, session
-from parallelq.scope import GIL_BOUND_WINDOW, STALL
+from parallelq.scope import EXPLORE_EVERY, GIL_BOUND_WINDOWS, STALL, record_batch
 from tests.base import PostgresTestCase, sleep
 
 
@@ -56,7 +56,22 @@ class GilBoundWindowTests(PostgresTestCase):
             results = parallel(*[python_work] * 20)
         self.assertEqual(results, [sum(range(20_000))] * 20)
         self.assertEqual(scope.stats.tasks, 20)
-        self.assertEqual(scope.stats.max_concurrency, GIL_BOUND_WINDOW)
+        self.assertIn(scope.stats.max_concurrency, GIL_BOUND_WINDOWS)
+
+    @fresh
+    def test_gil_bound_calls_run_in_the_faster_window_and_now_and_then_the_other(self):
+        self.make_batches_gil_bound()
+        # Both windows have run and been timed; now make one far faster.
+        for faster, slower in [(1, 2), (2, 1)]:
+            for _ in range(30):
+                record_batch(1.0, 1.0, 1000, faster)  # 1 ms per task
+                record_batch(1.0, 1.0, 10, slower)  # 100 ms per task
+            windows = []
+            for _ in range(EXPLORE_EVERY):
+                with stall_after(2.0), parallelq.scope() as held:
+                    parallel(*[python_work] * 20)
+                windows.append(held.stats.max_concurrency)
+            self.assertEqual(sorted(windows), sorted([faster] * (EXPLORE_EVERY - 1) + [slower]))
 
     @fresh
     def test_tasks_that_wait_on_the_database_are_widened_to_max_workers(self):
@@ -77,7 +92,7 @@ class GilBoundWindowTests(PostgresTestCase):
         started = time.monotonic()
         with parallelq.scope(), self.assertRaises(Timeout):
             parallel(*[lambda: sleep(short)] * batch, timeout=0.02)
-        self.assertLess(time.monotonic() - started, batch * short / GIL_BOUND_WINDOW)
+        self.assertLess(time.monotonic() - started, batch * short / max(GIL_BOUND_WINDOWS))
 
     @fresh
     def test_the_caller_wakes_when_its_held_back_batch_is_done(self):
@@ -85,7 +100,7 @@ class GilBoundWindowTests(PostgresTestCase):
         started = time.monotonic()
         with stall_after(2.0), parallelq.scope() as held:
             self.assertEqual(parallel(*[python_work] * 10), [sum(range(20_000))] * 10)
-        self.assertEqual(held.stats.max_concurrency, GIL_BOUND_WINDOW)
+        self.assertIn(held.stats.max_concurrency, GIL_BOUND_WINDOWS)
         # Ten tasks of a millisecond or two; a caller that slept until it
         # checked for stalls would take 2 s.
         self.assertLess(time.monotonic() - started, 1.0)
