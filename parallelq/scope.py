@@ -106,6 +106,24 @@ def _forget_task_times(*, setting: str, **kwargs: Any) -> None:
         _gil_bound_batches = 0
 
 
+# Scopes whose callers queued tasks that found no idle worker thread or
+# connection (caller-runs). A worker that runs out of its own scope's tasks takes
+# theirs, so that while a caller runs one of its tasks the rest need not wait for it.
+_starved_lock = threading.Lock()
+_starved: dict[Scope, None] = {}  # a dict for its order: the longest waiting first
+
+
+def _take_starved() -> tuple[Scope | None, Task | None]:
+    """Return a scope and a task its caller queued, for a worker with nothing else to run."""
+    with _starved_lock:
+        scopes = list(_starved)
+    for scope in scopes:
+        task = scope._take_for_worker()
+        if task is not None:
+            return scope, task
+    return None, None
+
+
 _scope_var: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "parallelq.scope", default=None
 )
@@ -243,11 +261,36 @@ class Scope:
             if not self._claim_locked(task):
                 return
             cap = self._window_locked() if caller_runs else self.max_workers
-            if len(self._running) >= cap or (caller_runs and not self._room_locked(pool)):
+            if len(self._running) >= cap:
                 self._pending.append(task)
+                return
+            if caller_runs and not self._room_locked(pool):
+                self._pending.append(task)
+                with _starved_lock:
+                    _starved[self] = None
                 return
             self._running.add(task)
         pool.submit(functools.partial(self._work, task), reserved=caller_runs)
+
+    def _take_for_worker(self) -> Task | None:
+        # A queued task for a worker whose own scope has none left, if the
+        # window and the pool have room; see _take_starved().
+        with self._lock:
+            if self.closed or not self._pending:
+                self._unstarve_locked()
+                return None
+            if len(self._running) >= self._window_locked() or not has_idle_connection(
+                self.engine, self.pool_capacity, workers.current().starting
+            ):
+                return None
+            task = self._next_pending()
+            if not self._pending:
+                self._unstarve_locked()
+            return task
+
+    def _unstarve_locked(self) -> None:
+        with _starved_lock:
+            _starved.pop(self, None)
 
     def _room_locked(self, pool: workers.Workers) -> bool:
         # Called with self._lock held; reserves a worker thread if it returns True.
@@ -336,13 +379,17 @@ class Scope:
             self._running.discard(task)
 
     def _work(self, task: Task | None) -> None:
-        # A worker runs the scope's queued tasks after its own, with no hand-off.
+        # A worker runs the scope's queued tasks after its own, with no hand-off,
+        # then those other scopes' callers queued for want of a worker.
+        scope: Scope | None = self
         try:
-            while task is not None:
+            while scope is not None and task is not None:
                 task.run()
-                with self._lock:
-                    self._running.discard(task)
-                    task = self._next_pending()
+                with scope._lock:
+                    scope._running.discard(task)
+                    task = scope._next_pending()
+                if task is None:
+                    scope, task = _take_starved()
         finally:
             db.close_old_connections()  # Django connections the tasks opened in this thread
 
@@ -404,6 +451,7 @@ class Scope:
             self.closed = True
             pending, running = list(self._pending), list(self._running)
             self._pending.clear()
+            self._unstarve_locked()
         try:
             for task in pending:
                 if task.future.cancel():

@@ -20,8 +20,12 @@ TWO_WORKERS = {
 
 @override_settings(PARALLELQ=TWO_WORKERS)
 class CallerRunsTests(PostgresTestCase):
-    def occupy_every_worker(self) -> None:
-        """Keep the process's two worker threads busy, from another scope, until cleanup."""
+    def occupy_every_worker(self) -> threading.Event:
+        """Keep the process's two worker threads busy, from another scope, until cleanup.
+
+        Returns:
+            The Event that frees them when set.
+        """
         started = threading.Semaphore(0)
         release = threading.Event()
 
@@ -42,6 +46,7 @@ class CallerRunsTests(PostgresTestCase):
         self.addCleanup(release.set)
         for _ in range(2):
             self.assertTrue(started.acquire(timeout=10), "the blocking tasks did not start")
+        return release
 
     def test_tasks_run_in_worker_threads_while_workers_are_idle(self):
         with parallelq.scope() as scope:
@@ -59,6 +64,21 @@ class CallerRunsTests(PostgresTestCase):
         self.assertEqual(scope.stats.tasks, 5)
         self.assertEqual(scope.stats.in_caller, 5)
         self.assertEqual(scope.stats.max_concurrency, 1)
+
+    def test_a_worker_that_frees_up_takes_a_task_the_caller_queued(self):
+        release = self.occupy_every_worker()
+
+        def first() -> float:
+            release.set()  # the other scope's tasks end while the caller runs this one
+            return sleep(0.5)
+
+        with parallelq.scope() as scope:
+            results = parallel(first, lambda: sleep(0.5))
+        self.assertEqual(results, [0.5, 0.5])
+        self.assertEqual(scope.stats.in_caller, 1)
+        # The second task started on a freed worker while the caller ran the
+        # first; left for the caller, it would have started after it.
+        self.assertEqual(scope.stats.max_concurrency, 2)
 
     def test_tasks_run_in_the_caller_when_the_pool_has_no_idle_connection(self):
         engine = get_engine()
