@@ -39,6 +39,8 @@ _BOUND_TO_SESSION = {
     sa.engine.result.FilterResult: "a {type}, which would read rows from a connection the "
     "task has given back. Return its rows: .all(), .first() or .one()",
 }
+# Every type _check_result() looks at, to let anything else through in one check.
+_CHECKED = (sa.engine.Result, *_BOUND_TO_SESSION)
 
 
 def current_task() -> Task | None:
@@ -216,8 +218,10 @@ class Task:
     def _call(self, on_worker: bool = False) -> tuple[bool, Any]:
         token = _task_var.set(self)
         try:
-            with self.locale.applied() if on_worker else contextlib.nullcontext():
-                return True, self._check_result(self.fn(*self.args, **self.kwargs))
+            if on_worker and not self.locale.defaults:
+                with self.locale.applied():
+                    return True, self._check_result(self.fn(*self.args, **self.kwargs))
+            return True, self._check_result(self.fn(*self.args, **self.kwargs))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
             self.failed_at = time.monotonic()
             if isinstance(exc, sa.exc.TimeoutError):
@@ -228,6 +232,8 @@ class Task:
             self._end_session()
 
     def _check_result(self, result: Any) -> Any:
+        if not isinstance(result, _CHECKED):
+            return result
         if isinstance(result, sa.engine.Result) and getattr(result, "returns_rows", True):
             # Read every row now, while the task still holds the connection; the
             # caller gets a Result of its own over them.
