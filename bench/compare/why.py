@@ -64,7 +64,8 @@ def _trivial(run: Run) -> str:
     return (
         f"A primary-key lookup through the ORM is CPU work done under the GIL (serial "
         f"code takes {serial:.0f} µs each here), so threads overlap little of it; parallelq "
-        "runs such calls two tasks at a time ([design.md](design.md), *GIL-bound batches*), "
+        "runs such calls one or two tasks at a time, whichever recent calls found faster "
+        "([design.md](design.md), *GIL-bound batches*), "
         "and every task still adds work serial code does not: a Session and a connection "
         f"checkout of its own ({PROFILE}, *tasks, caller's thread*: over 100 µs per task "
         "with no thread involved), and, on worker threads, several context switches per "
