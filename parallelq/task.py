@@ -95,11 +95,10 @@ class Locale:
         Locals in that copy belong to the caller's thread: asgiref 3.13 hides
         them from any other thread, so the task starts from Django's defaults,
         and earlier releases show the caller's own values. Either way there is
-        nothing to apply when the caller's are the defaults, and reading them
-        (two asgiref lookups) would cost more than the rest of a task's setup.
+        nothing to apply when the caller's are the defaults: callers check
+        `defaults` first, since reading them (two asgiref lookups) would cost
+        more than the rest of a task's setup.
         """
-        if self.defaults:
-            return contextlib.nullcontext()
         overrides: list[contextlib.AbstractContextManager[Any]] = []
         if translation.get_language() != self.language:
             overrides.append(translation.override(self.language))
@@ -218,7 +217,7 @@ class Task:
     def _call(self, on_worker: bool = False) -> tuple[bool, Any]:
         token = _task_var.set(self)
         try:
-            if on_worker and not self.locale.defaults:
+            if on_worker and not self.locale.defaults:  # see Locale.applied()
                 with self.locale.applied():
                     return True, self._check_result(self.fn(*self.args, **self.kwargs))
             return True, self._check_result(self.fn(*self.args, **self.kwargs))
