@@ -82,6 +82,19 @@ def _url(db: dict[str, Any], driver: str) -> sa.URL:
     )
 
 
+def psycopg2_params(db: dict[str, Any], contender: str) -> dict[str, Any]:
+    """Return psycopg2.connect() arguments for `db`, as a peer's Engine connects."""
+    params = {
+        "host": db["HOST"] or None,
+        "port": int(db["PORT"]) if db["PORT"] else None,
+        "user": db["USER"] or None,
+        "password": db["PASSWORD"] or None,
+        "dbname": db["NAME"],
+        **_psycopg2_options(app_name(contender)),
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def sync_engine(db: dict[str, Any], contender: str) -> sa.Engine:
     """Return a psycopg2 Engine with parallelq's pool options, for a peer."""
     return sa.create_engine(

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+import psycopg2
+import psycopg2.extras
 from asgiref.sync import sync_to_async
 from django.db import connections
 from sqlalchemy import orm
@@ -96,6 +99,48 @@ class Threads:
     def close(self) -> None:
         self.executor.shutdown()
         self.engine.dispose()
+
+
+class RawThreads:
+    """The floor under any thread fan-out: raw SQL on psycopg2 connections, no SQLAlchemy.
+
+    Not a peer (issue #4's goals name the thread and asyncio ones): it shows what
+    the server, the driver and the thread hand-offs cost by themselves, so that
+    the rest of a contender's time is what its Python layers add.
+    """
+
+    name = "raw-psycopg2"
+    description = (
+        "not a peer but the floor: the same ThreadPoolExecutor, raw SQL on MAX_WORKERS "
+        "psycopg2 connections held open in autocommit, no SQLAlchemy"
+    )
+
+    def __init__(self, db: dict[str, Any]) -> None:
+        self.executor = ThreadPoolExecutor(config.MAX_WORKERS, thread_name_prefix="bench-raw")
+        self.connections: queue.LifoQueue[Any] = queue.LifoQueue()
+        for _ in range(config.MAX_WORKERS):  # one per thread: a task never waits for one
+            connection = psycopg2.connect(**config.psycopg2_params(db, self.name))
+            connection.autocommit = True
+            self.connections.put(connection)
+
+    def run(self, workload: Workload) -> tuple[float, list[Any]]:
+        task = functools.partial(self._task, workload)
+        started = time.perf_counter()
+        results = list(self.executor.map(task, range(workload.n)))
+        return time.perf_counter() - started, results
+
+    def _task(self, workload: Workload, i: int) -> Any:
+        connection = self.connections.get_nowait()
+        try:
+            with connection.cursor(cursor_factory=psycopg2.extras.NamedTupleCursor) as cursor:
+                return workload.raw_call(cursor, i)
+        finally:
+            self.connections.put(connection)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        while not self.connections.empty():
+            self.connections.get_nowait().close()
 
 
 class _Gather:

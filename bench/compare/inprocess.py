@@ -43,6 +43,7 @@ def _contenders(
         lambda: contenders.Threads(db),
         lambda: contenders.AsyncSessions(db, runner),
         lambda: contenders.DjangoAsync(runner),
+        lambda: contenders.RawThreads(db),
     ]
     built: list[contenders.Contender] = []
     for make in makers:

@@ -41,6 +41,10 @@ class Workload:
         """Run statement `i` with Django's async ORM."""
         raise NotImplementedError
 
+    def raw_call(self, cursor: Any, i: int) -> Any:
+        """Run statement `i` as SQL on a psycopg2 NamedTupleCursor, no SQLAlchemy."""
+        raise NotImplementedError
+
     def check(self, results: list[Any]) -> None:
         """Raise AssertionError unless `results` are what the n statements return."""
         if len(results) != self.n:
@@ -66,6 +70,10 @@ class Sleeps(Workload):
         rows = _items().filter(pk=1).annotate(slept=sleep)
         return await rows.values_list("slept", flat=True).afirst()
 
+    def raw_call(self, cursor: Any, i: int) -> Any:
+        cursor.execute("SELECT pg_sleep(%s)", (self.seconds,))
+        return cursor.fetchone()[0]
+
 
 class Lookups(Workload):
     """n primary-key lookups of distinct bench_item rows, loaded as ORM objects."""
@@ -81,6 +89,10 @@ class Lookups(Workload):
 
     async def django_call(self, i: int) -> Any:
         return await _items().aget(pk=self.pk(i))
+
+    def raw_call(self, cursor: Any, i: int) -> Any:
+        cursor.execute("SELECT id, name FROM bench_item WHERE id = %s", (self.pk(i),))
+        return cursor.fetchone()  # a named tuple: .name, as the ORM's rows have
 
     def check(self, results: list[Any]) -> None:
         super().check(results)
