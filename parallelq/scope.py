@@ -106,7 +106,7 @@ def _forget_task_times(*, setting: str, **kwargs: Any) -> None:
         _gil_bound_batches = 0
 
 
-# Scopes whose callers queued tasks that found no idle worker thread or
+# Scopes whose callers queued tasks that found no free worker thread or idle
 # connection (caller-runs). A worker that runs out of its own scope's tasks takes
 # theirs, so that while a caller runs one of its tasks the rest need not wait for it.
 _starved_lock = threading.Lock()
@@ -145,7 +145,8 @@ class Stats:
         wall_seconds: time during which at least one task was running.
         max_concurrency: the most tasks running at once.
         in_caller: tasks parallel() ran in its caller's thread because no worker
-            thread or pooled connection was idle: above 0, the process was
+            thread was free (see Workers.reserve()) or no pooled connection
+            idle: above 0, other requests fanned out too, or the process was
             saturated (ENABLED=False and nested tasks are not counted).
     """
 
@@ -247,9 +248,9 @@ class Scope:
         self._dispatch(task, caller_runs=False)
 
     def offer(self, task: Task) -> None:
-        """Hand `task` to an idle worker thread, or else queue it.
+        """Hand `task` to a free worker thread, or else queue it.
 
-        When no worker thread or connection is idle the task is queued too,
+        When no worker thread is free or no connection idle the task is queued too,
         and the caller should run it (take()) rather than wait: a saturated
         process then does its work at serial cost.
         """
@@ -339,8 +340,8 @@ class Scope:
     def take(self, batch: Collection[Task]) -> Task | None:
         """Return a queued task of `batch` for the caller to run now, if any.
 
-        Queued tasks of `batch` go to worker threads first, as far as idle ones
-        and connections allow; the caller gets the first of the rest. None while
+        Queued tasks of `batch` go to worker threads first, as far as free ones
+        and idle connections allow; the caller gets the first of the rest. None while
         MAX_WORKERS tasks run (fewer while batches are GIL-bound): the workers
         that run them take the queued ones as they finish. The caller gives the
         task back with done().
@@ -389,7 +390,10 @@ class Scope:
                     scope._running.discard(task)
                     task = scope._next_pending()
                 if task is None:
-                    scope, task = _take_starved()
+                    # Another scope's queued task, unless its caller runs it
+                    # anyway: see Workers.crowded().
+                    crowded = workers.current().crowded()
+                    scope, task = (None, None) if crowded else _take_starved()
         finally:
             db.close_old_connections()  # Django connections the tasks opened in this thread
 

@@ -9,6 +9,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar, overload
 
+from parallelq import workers
 from parallelq.exceptions import Timeout
 from parallelq.scope import STALL, Scope, current_scope, record_batch
 from parallelq.task import Batch, Locale, Task, current_task
@@ -131,7 +132,30 @@ def _run(
 ) -> list[Any]:
     """Start `tasks`, run those the caller must, and gather every result in order."""
     nested = _inline()
-    inline = nested or not active.enabled
+    if nested or not active.enabled:
+        return _start_and_gather(
+            active, tasks, batch, limit, return_exceptions, nested, inline=True
+        )
+    pool = workers.current()
+    pool.caller_enters()
+    try:
+        return _start_and_gather(
+            active, tasks, batch, limit, return_exceptions, nested, inline=False
+        )
+    finally:
+        pool.caller_leaves()
+
+
+def _start_and_gather(
+    active: Scope,
+    tasks: list[Task],
+    batch: Batch,
+    limit: float | None,
+    return_exceptions: bool,
+    nested: bool,
+    *,
+    inline: bool,
+) -> list[Any]:
     began = time.perf_counter()
     if not inline:
         active.begin_batch()
@@ -179,8 +203,8 @@ def _run_here(
 ) -> Iterator[Task]:
     """Yield the tasks the caller runs itself.
 
-    All of them when nested or disabled. Otherwise those that found no idle
-    worker thread or connection (caller-runs), while the scope runs fewer
+    All of them when nested or disabled. Otherwise those that found no free
+    worker thread or idle connection (caller-runs), while the scope runs fewer
     than MAX_WORKERS tasks: the caller does their work at serial cost rather
     than wait for another request's tasks to end. While the GIL-bound window
     holds tasks back, the caller waits, and widens it if they stall; it

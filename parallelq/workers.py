@@ -1,8 +1,11 @@
 """The worker threads every scope of the process shares.
 
-parallel() hands a task to a worker only while one is idle (reserve()); when
-every worker is busy, the caller runs the task itself, so a saturated process
-does its work at serial cost instead of queueing it behind other requests'.
+parallel() hands a task to a worker only while one is free (reserve()); when
+none is, the caller runs the task itself, so a saturated process does its work
+at serial cost instead of queueing it behind other requests'. The threads in
+parallel() count against the worker threads too: each runs tasks itself once
+it finds no free worker, and every thread more that takes turns at the GIL
+makes each of them slower.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from parallelq.conf import get_settings
 
 
 class Workers:
-    """A ThreadPoolExecutor that knows how many of its threads are busy."""
+    """A ThreadPoolExecutor that knows how many of its threads are busy, and who else runs tasks."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
@@ -27,16 +30,41 @@ class Workers:
         self._lock = threading.Lock()
         self._busy = 0  # threads running work, or about to
         self._starting = 0  # of those, work handed over but not begun yet
+        self._callers = 0  # threads inside parallel(), see caller_enters()
 
     @property
     def starting(self) -> int:
         """Return how much reserved work has not begun running yet."""
         return self._starting
 
-    def reserve(self) -> bool:
-        """Claim an idle thread for one submit(); False if every thread is busy."""
+    def caller_enters(self) -> None:
+        """Count a thread that entered parallel(), until its caller_leaves().
+
+        Such a thread runs tasks itself whenever it finds no free worker, so
+        busy workers and callers together are kept within the thread count
+        (reserve(), crowded()). Under load that moves tasks from workers to
+        the callers, who would otherwise only wait.
+        """
         with self._lock:
-            if self._busy >= self.threads:
+            self._callers += 1
+
+    def caller_leaves(self) -> None:
+        """Stop counting a thread that caller_enters() counted."""
+        with self._lock:
+            self._callers -= 1
+
+    def crowded(self) -> bool:
+        """Return True if busy threads and callers together outnumber the threads."""
+        return self._busy + self._callers > self.threads
+
+    def reserve(self) -> bool:
+        """Claim a free thread for one submit(); False if none is.
+
+        A thread is free when it is idle and the busy ones and the callers in
+        parallel() together are fewer than the threads.
+        """
+        with self._lock:
+            if self._busy + self._callers >= self.threads:
                 return False
             self._busy += 1
             self._starting += 1

@@ -20,39 +20,79 @@ TWO_WORKERS = {
 
 @override_settings(PARALLELQ=TWO_WORKERS)
 class CallerRunsTests(PostgresTestCase):
-    def occupy_every_worker(self) -> threading.Event:
-        """Keep the process's two worker threads busy, from another scope, until cleanup.
+    def occupy_workers(self, count: int) -> list[threading.Event]:
+        """Keep `count` worker threads busy, from a scope in another thread, until cleanup.
+
+        The other thread uses submit(), not parallel(), so it counts as no caller.
 
         Returns:
-            The Event that frees them when set.
+            An Event per busy worker: setting one lets one of them go.
         """
         started = threading.Semaphore(0)
-        release = threading.Event()
+        releases = [threading.Event() for _ in range(count)]
 
-        def block() -> None:
+        def block(release: threading.Event) -> None:
             started.release()
             release.wait(20)
 
         def other_request() -> None:
             with parallelq.scope():
-                futures = [submit(block), submit(block)]
-                release.wait(20)
+                futures = [submit(block, release) for release in releases]
                 for future in futures:
                     future.result(timeout=20)
 
         thread = threading.Thread(target=other_request, daemon=True)
         thread.start()
         self.addCleanup(thread.join, 20)
-        self.addCleanup(release.set)
-        for _ in range(2):
+        for release in releases:
+            self.addCleanup(release.set)
+        for _ in range(count):
             self.assertTrue(started.acquire(timeout=10), "the blocking tasks did not start")
-        return release
+        return releases
 
-    def test_tasks_run_in_worker_threads_while_workers_are_idle(self):
+    def occupy_every_worker(self) -> None:
+        self.occupy_workers(2)
+
+    def test_tasks_run_in_worker_threads_while_workers_are_free(self):
+        both_running = threading.Barrier(2, timeout=10)
+
+        def meet() -> int:
+            both_running.wait()
+            return threading.get_ident()
+
+        with parallelq.scope() as scope:
+            alone = parallel(threading.get_ident)
+            self.assertEqual(scope.stats.in_caller, 0)
+            pair = parallel(meet, meet)
+        self.assertNotEqual(alone, [threading.get_ident()])
+        # Two threads: the busy worker and the caller, waiting in parallel(),
+        # fill them, so the caller runs the second task itself.
+        self.assertEqual(sorted(t == threading.get_ident() for t in pair), [False, True])
+        self.assertEqual(scope.stats.in_caller, 1)
+
+    def test_callers_in_parallel_count_against_the_worker_threads(self):
+        release = threading.Event()
+        self.addCleanup(release.set)
+        blocking = threading.Event()
+
+        def block() -> None:
+            blocking.set()
+            release.wait(20)
+
+        def other_request() -> None:
+            with parallelq.scope():
+                parallel(block)
+
+        thread = threading.Thread(target=other_request, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 20)
+        self.assertTrue(blocking.wait(10), "the other request's task did not start")
         with parallelq.scope() as scope:
             threads = parallel(threading.get_ident, threading.get_ident)
-        self.assertNotIn(threading.get_ident(), threads)
-        self.assertEqual(scope.stats.in_caller, 0)
+        # One of the two workers is idle, but the other's task and the two
+        # threads in parallel() fill the process's two threads already.
+        self.assertEqual(threads, [threading.get_ident()] * 2)
+        self.assertEqual(scope.stats.in_caller, 2)
 
     def test_tasks_run_in_the_caller_when_every_worker_is_busy(self):
         self.occupy_every_worker()
@@ -66,19 +106,35 @@ class CallerRunsTests(PostgresTestCase):
         self.assertEqual(scope.stats.max_concurrency, 1)
 
     def test_a_worker_that_frees_up_takes_a_task_the_caller_queued(self):
-        release = self.occupy_every_worker()
+        (release,) = self.occupy_workers(1)
 
         def first() -> float:
-            release.set()  # the other scope's tasks end while the caller runs this one
+            release.set()  # the other scope's task ends while the caller runs this one
             return sleep(0.5)
 
         with parallelq.scope() as scope:
+            # The busy worker and the caller fill the two threads: both tasks are queued.
             results = parallel(first, lambda: sleep(0.5))
         self.assertEqual(results, [0.5, 0.5])
         self.assertEqual(scope.stats.in_caller, 1)
-        # The second task started on a freed worker while the caller ran the
+        # The second task started on the freed worker while the caller ran the
         # first; left for the caller, it would have started after it.
         self.assertEqual(scope.stats.max_concurrency, 2)
+
+    def test_a_worker_leaves_a_crowded_process_s_queued_tasks_to_their_callers(self):
+        first_worker, _ = self.occupy_workers(2)
+
+        def first() -> float:
+            first_worker.set()
+            return sleep(0.5)
+
+        with parallelq.scope() as scope:
+            results = parallel(first, lambda: sleep(0.2))
+        self.assertEqual(results, [0.5, 0.2])
+        # The freed worker, still counted busy, the other busy one and the
+        # caller outnumber the two threads: it left the second task to the caller.
+        self.assertEqual(scope.stats.in_caller, 2)
+        self.assertEqual(scope.stats.max_concurrency, 1)
 
     def test_tasks_run_in_the_caller_when_the_pool_has_no_idle_connection(self):
         engine = get_engine()
