@@ -113,14 +113,20 @@ def _http(run: Run) -> str:
     figures = ", ".join(f"{name} {ms:.2f} ms" for name, ms in cpu.items())
     aio_p99 = run.http[("asyncio", clients)].p99_ms.median
     serial_p99 = run.http[("serial", clients)].p99_ms.median
+    pq = run.http[("parallelq", clients)]
+    cores = pq.cpu_ms.median * pq.rps.median / 1e3
     return (
-        f"At {clients} clients every core is busy, so requests per second are bounded by "
-        f"CPU time per request, and so is the time a queued request waits: the servers "
-        f"spent {figures} per request. parallelq's fan-out costs what the trivial "
-        "scenario's tasks cost, a Session and a checkout per task and a GIL hand-off per "
-        "round trip, on top of Django's request handling; the asyncio peer is a bare ASGI "
-        "app on one thread with asyncpg, no framework. parallelq's caller-runs keeps it "
-        "near serial cost once no worker or connection is idle, but does not make a task "
+        f"At {clients} clients the bound is the server process's GIL, not the machine: "
+        f"parallelq's gunicorn spent {cores:.2f} s of CPU per second ({pq.cpu_ms.median:.2f} "
+        f"ms per request × {pq.rps.median:.0f} requests), and one process runs Python on "
+        "one core at a time; under this load, `vmstat` found the two cores about 40% idle "
+        "([design.md](design.md), *Why callers count against the worker threads*). So "
+        "requests per second follow the CPU time a request costs in its server process: "
+        f"the servers spent {figures} per request. parallelq's fan-out costs what the "
+        "trivial scenario's tasks cost, a Session and a checkout per task and a GIL "
+        "hand-off per round trip, on top of Django's request handling; the asyncio peer is "
+        "a bare ASGI app on one thread with asyncpg, no framework. parallelq's caller-runs "
+        "keeps it near serial cost once no worker is free, but does not make a task "
         f"cheaper. {_asyncio_p99(aio_p99, serial_p99)}"
     )
 
@@ -129,7 +135,7 @@ def _asyncio_p99(aio_p99: float, serial_p99: float) -> str:
     if aio_p99 > serial_p99:
         return (
             f"The asyncio peer's p99 here is {aio_p99:.1f} ms against serial's "
-            f"{serial_p99:.1f} ms: serving more requests at once on the same two cores, it "
+            f"{serial_p99:.1f} ms: serving more requests at once in its one process, it "
             "misses that target too."
         )
     return f"The asyncio peer's p99 here is {aio_p99:.1f} ms, serial's {serial_p99:.1f} ms."
