@@ -76,21 +76,31 @@ def _in_task_session(workload: Workload, i: int) -> Any:
     return workload.sa_call(parallelq.session(), i)
 
 
-class Threads:
-    """A ThreadPoolExecutor of MAX_WORKERS threads; each task opens and closes a Session."""
+class _OnThreads:
+    """Run a workload's statements on a ThreadPoolExecutor of MAX_WORKERS threads."""
 
-    name = "threads"
-    description = "ThreadPoolExecutor, a Session per task, same Engine options"
-
-    def __init__(self, db: dict[str, Any]) -> None:
-        self.engine = config.sync_engine(db, self.name)
-        self.executor = ThreadPoolExecutor(config.MAX_WORKERS, thread_name_prefix="bench")
+    def __init__(self, prefix: str) -> None:
+        self.executor = ThreadPoolExecutor(config.MAX_WORKERS, thread_name_prefix=prefix)
 
     def run(self, workload: Workload) -> tuple[float, list[Any]]:
         task = functools.partial(self._task, workload)
         started = time.perf_counter()
         results = list(self.executor.map(task, range(workload.n)))
         return time.perf_counter() - started, results
+
+    def _task(self, workload: Workload, i: int) -> Any:
+        raise NotImplementedError
+
+
+class Threads(_OnThreads):
+    """A ThreadPoolExecutor of MAX_WORKERS threads; each task opens and closes a Session."""
+
+    name = "threads"
+    description = "ThreadPoolExecutor, a Session per task, same Engine options"
+
+    def __init__(self, db: dict[str, Any]) -> None:
+        super().__init__("bench")
+        self.engine = config.sync_engine(db, self.name)
 
     def _task(self, workload: Workload, i: int) -> Any:
         with orm.Session(self.engine) as session:
@@ -101,7 +111,7 @@ class Threads:
         self.engine.dispose()
 
 
-class RawThreads:
+class RawThreads(_OnThreads):
     """The floor under any thread fan-out: raw SQL on psycopg2 connections, no SQLAlchemy.
 
     Not a peer (issue #4's goals name the thread and asyncio ones): it shows what
@@ -116,18 +126,12 @@ class RawThreads:
     )
 
     def __init__(self, db: dict[str, Any]) -> None:
-        self.executor = ThreadPoolExecutor(config.MAX_WORKERS, thread_name_prefix="bench-raw")
+        super().__init__("bench-raw")
         self.connections: queue.LifoQueue[Any] = queue.LifoQueue()
         for _ in range(config.MAX_WORKERS):  # one per thread: a task never waits for one
             connection = psycopg2.connect(**config.psycopg2_params(db, self.name))
             connection.autocommit = True
             self.connections.put(connection)
-
-    def run(self, workload: Workload) -> tuple[float, list[Any]]:
-        task = functools.partial(self._task, workload)
-        started = time.perf_counter()
-        results = list(self.executor.map(task, range(workload.n)))
-        return time.perf_counter() - started, results
 
     def _task(self, workload: Workload, i: int) -> Any:
         connection = self.connections.get_nowait()
