@@ -10,6 +10,7 @@ from django.test import override_settings
 
 import parallelq
 from parallelq import Timeout, get_engine, parallel, submit
+from parallelq.scope import Scope
 from tests.base import PostgresTestCase, sleep
 
 TWO_WORKERS = {
@@ -105,32 +106,33 @@ class CallerRunsTests(PostgresTestCase):
         self.assertEqual(scope.stats.in_caller, 5)
         self.assertEqual(scope.stats.max_concurrency, 1)
 
-    def test_a_worker_that_frees_up_takes_a_task_the_caller_queued(self):
-        (release,) = self.occupy_workers(1)
+    def free_a_worker_while_the_caller_runs_a_task(self, busy: int) -> Scope:
+        """Occupy `busy` workers; free one while the caller runs the first of two tasks.
+
+        Returns:
+            The scope of the parallel() call, for its stats.
+        """
+        first_worker = self.occupy_workers(busy)[0]
 
         def first() -> float:
-            release.set()  # the other scope's task ends while the caller runs this one
+            first_worker.set()  # the other scope's task ends while the caller runs this one
             return sleep(0.5)
 
         with parallelq.scope() as scope:
-            # The busy worker and the caller fill the two threads: both tasks are queued.
-            results = parallel(first, lambda: sleep(0.5))
-        self.assertEqual(results, [0.5, 0.5])
+            # Busy workers and the caller fill the two threads: both tasks are queued.
+            results = parallel(first, lambda: sleep(0.2))
+        self.assertEqual(results, [0.5, 0.2])
+        return scope
+
+    def test_a_worker_that_frees_up_takes_a_task_the_caller_queued(self):
+        scope = self.free_a_worker_while_the_caller_runs_a_task(busy=1)
         self.assertEqual(scope.stats.in_caller, 1)
         # The second task started on the freed worker while the caller ran the
         # first; left for the caller, it would have started after it.
         self.assertEqual(scope.stats.max_concurrency, 2)
 
     def test_a_worker_leaves_a_crowded_process_s_queued_tasks_to_their_callers(self):
-        first_worker, _ = self.occupy_workers(2)
-
-        def first() -> float:
-            first_worker.set()
-            return sleep(0.5)
-
-        with parallelq.scope() as scope:
-            results = parallel(first, lambda: sleep(0.2))
-        self.assertEqual(results, [0.5, 0.2])
+        scope = self.free_a_worker_while_the_caller_runs_a_task(busy=2)
         # The freed worker, still counted busy, the other busy one and the
         # caller outnumber the two threads: it left the second task to the caller.
         self.assertEqual(scope.stats.in_caller, 2)
