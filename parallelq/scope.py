@@ -208,6 +208,15 @@ class Scope:
         return self._main
 
     @property
+    def queued(self) -> bool:
+        """Return True if tasks wait in the scope's queue.
+
+        Only offer() and start() queue a task, so once a parallel() call has
+        offered its tasks and sees none queued, none of them ever will be.
+        """
+        return bool(self._pending)
+
+    @property
     def open_sessions(self) -> int:
         """Return how many Sessions the scope holds: its own, and those of running tasks."""
         return len(self._sessions)

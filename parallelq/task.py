@@ -63,6 +63,9 @@ class TaskFuture(Future[T]):
         it may run no other, so the Future soon holds that error.
         """
         if super().cancel():
+            task = self._task
+            if task is not None and task.batch is not None:
+                task.batch.dropped(task)
             return True
         task = self._task
         if task is not None and not self.done():
@@ -115,9 +118,10 @@ class Locale:
 class Batch:
     """The tasks of one parallel() call, which wake its caller once they are done.
 
-    Done: all settled, or, with `fail_fast`, one failed. The caller waits on
-    `changed`, at no cost per task, rather than registering with every task's
-    Future each time it wakes.
+    Done: all settled or cancelled before they started, or, with `fail_fast`,
+    one failed. The caller waits on `changed`, at no cost per task, rather
+    than registering with every task's Future as concurrent.futures.wait()
+    does, which costs the caller more than handing the tasks to workers.
     """
 
     def __init__(self, size: int, *, fail_fast: bool) -> None:
@@ -125,6 +129,7 @@ class Batch:
         self.failed = False  # only with fail_fast
         self._fail_fast = fail_fast
         self._left = size
+        self._dropped: set[Task] = set()  # a cancelled Future's cancel() says True again
         self._lock = threading.Lock()
 
     def settled(self, ok: bool) -> None:
@@ -134,6 +139,16 @@ class Batch:
             if not ok and self._fail_fast:
                 self.failed = True
             if self.failed or self._left == 0:
+                self.changed.set()
+
+    def dropped(self, task: Task) -> None:
+        """Count `task`, whose Future was cancelled before it started: it never settles."""
+        with self._lock:
+            if task in self._dropped:
+                return
+            self._dropped.add(task)
+            self._left -= 1
+            if self._left == 0:
                 self.changed.set()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from concurrent.futures import Future
 from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -189,7 +189,7 @@ def _start_and_gather(
             raise _timeout(limit, cut_short)
     remaining = None if limit is None else max(0.0, limit - (time.monotonic() - started))
     try:
-        results = _gather(active, tasks, remaining, return_exceptions, limit)
+        results = _gather(active, tasks, batch, remaining, return_exceptions, limit)
     finally:
         window = None if inline else active.end_batch()
     if not inline:
@@ -212,6 +212,8 @@ def _run_here(
     """
     if inline:
         yield from tasks
+        return
+    if not active.queued:  # every task went to a worker: the common case when idle
         return
     members = set(tasks)
     while True:
@@ -253,22 +255,22 @@ def _number(callables: tuple[Any, ...]) -> dict[str, Callable[[], Any]]:
 def _gather(
     active: Scope,
     tasks: list[Task],
+    batch: Batch,
     timeout: float | None,
     return_exceptions: bool,
     limit: float | None,
 ) -> list[Any]:
-    futures = [t.future for t in tasks]
-    when = "ALL_COMPLETED" if return_exceptions else FIRST_EXCEPTION
-    done, not_done = wait(futures, timeout=timeout, return_when=when)
-    # Taken before cancelling: the errors that cancelling causes are not the cause.
-    failed = [t for t in tasks if t.error is not None and t.future in done]
+    batch.changed.wait(timeout)  # all done, or (fail-fast) one failed
+    # Both taken before cancelling: the errors that cancelling causes are not the cause.
+    not_done = [t for t in tasks if not t.future.done()]
+    failed = [t for t in tasks if t.error is not None and t not in not_done]
     failed.sort(key=attrgetter("failed_at"))
     if not_done:
-        active.cancel([t for t in tasks if t.future in not_done])
+        active.cancel(not_done)
     if failed and not return_exceptions:
         raise failed[0].future.exception()  # type: ignore[misc]
     if not_done:
-        raise _timeout(limit, [t for t in tasks if t.future in not_done])
+        raise _timeout(limit, not_done)
     return [t.error if t.error is not None else t.future.result() for t in tasks]
 
 

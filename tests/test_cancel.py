@@ -89,6 +89,28 @@ class FailFastTests(PostgresTestCase):
         self.assertLess(time.monotonic() - started, 2)
         self.assertEqual(self.running(LONG_SLEEP), [])
 
+    @override_settings(PARALLELQ={"MAX_WORKERS": 1, "TIMEOUT": None})
+    def test_a_caller_waiting_with_no_timeout_wakes_when_its_scope_is_torn_down(self):
+        # The queued task never starts: its Future is cancelled, never settled.
+        outcome: list[str] = []
+
+        def request():
+            with parallelq.scope() as active:
+                threading.Timer(0.3, active.close).start()
+                try:
+                    parallel(lambda: sleep(10), lambda: sleep(10), return_exceptions=True)
+                except BaseException as exc:  # noqa: BLE001 - the test reports it
+                    outcome.append(type(exc).__name__)
+
+        caller = threading.Thread(target=request, daemon=True)
+        started = time.monotonic()
+        caller.start()
+        caller.join(timeout=5)
+        self.assertFalse(caller.is_alive(), "parallel() still waits for a task that never runs")
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertEqual(outcome, ["CancelledError"])
+        self.assertTrue(self.wait_for(lambda: not self.running(LONG_SLEEP), 2))
+
 
 class AbandonedFutureTests(PostgresTestCase):
     def test_cancelling_a_running_future_stops_its_query(self):
