@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import threading
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,8 @@ _AUTOCOMMIT = "parallelq.autocommit"
 
 _TEXT_READ = re.compile(r"\s*SELECT\b", re.IGNORECASE)
 _NOT_PLAIN = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE)\b|\bINTO\b", re.IGNORECASE)
+
+_NO_OPTIONS: Mapping[str, Any] = {}
 
 _engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
@@ -96,31 +99,34 @@ def _unless_idle(end: Any) -> Any:
     return end_unless_idle
 
 
-def is_plain_read(state: orm.ORMExecuteState) -> bool:
-    """Return True for a statement that neither writes, locks rows nor streams."""
-    statement = state.statement
-    options = state.execution_options
-    if options.get("stream_results") or options.get("yield_per"):
-        return False  # psycopg2's server-side cursors live in a transaction
-    if state.is_select:
+def is_plain_read(statement: Any, options: Mapping[str, Any]) -> bool:
+    """Return True for a statement that neither writes, locks rows nor streams.
+
+    Args:
+        options: the execution options passed with it; its own are read here.
+    """
+    own = getattr(statement, "_execution_options", _NO_OPTIONS)
+    for key in ("stream_results", "yield_per"):
+        if options.get(key) or own.get(key):
+            return False  # psycopg2's server-side cursors live in a transaction
+    if getattr(statement, "is_select", False):
         return getattr(statement, "_for_update_arg", None) is None
     if isinstance(statement, sa.TextClause):
         return bool(_TEXT_READ.match(statement.text)) and not _NOT_PLAIN.search(statement.text)
     return False
 
 
-def connect_to_read(state: orm.ORMExecuteState) -> None:
+def connect_to_read(session: orm.Session) -> None:
     """Check out a connection for the plain read about to run in a task's Session.
 
     A connection still in autocommit from an earlier task's reads is lent as it
     is. Called only while the Session holds no connection.
     """
-    session = state.session
     if session.info.get(_WANTS_TRANSACTION) or session.bind not in _engines:
         return
     _lending.active = True
     try:
-        session.connection(bind_arguments=state.bind_arguments)
+        session.connection()
     finally:
         _lending.active = False
 

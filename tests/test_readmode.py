@@ -52,8 +52,14 @@ class ReadModeTests(PostgresTestCase):
             session.execute(sa.text("SELECT * FROM pq_test_note FOR NO KEY UPDATE"))
             return driver_state()
 
+        def lock_query():  # the legacy Query reaches the Session by another path
+            session.query(Note).with_for_update().all()
+            return driver_state()
+
         with parallelq.scope():
-            self.assertEqual(parallel(lock_orm, lock_text), [(False, IN_TRANSACTION)] * 2)
+            self.assertEqual(
+                parallel(lock_orm, lock_text, lock_query), [(False, IN_TRANSACTION)] * 3
+            )
 
     def test_streaming_reads_get_a_transaction(self):
         def stream():
@@ -61,10 +67,16 @@ class ReadModeTests(PostgresTestCase):
             texts = [note.text for note in rows.scalars()]
             return texts, driver_state()
 
+        def stream_by_argument():
+            notes = session.scalars(sa.select(Note), execution_options={"yield_per": 1})
+            return [note.text for note in notes], driver_state()
+
         with parallelq.scope():
             session.add_all([Note(text="a"), Note(text="b")])
             session.commit()
-            self.assertEqual(parallel(stream), [(["a", "b"], (False, IN_TRANSACTION))])
+            self.assertEqual(
+                parallel(stream, stream_by_argument), [(["a", "b"], (False, IN_TRANSACTION))] * 2
+            )
 
     def test_a_savepoint_in_a_task_works_and_commits(self):
         def nested():
