@@ -1,4 +1,4 @@
-"""Measure and profile 50 trivial lookups run six ways; return the report as markdown."""
+"""Measure and profile 50 trivial lookups run six ways, and time a fan-out; return markdown."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from sqlalchemy import orm
 import parallelq
 from bench.compare import config, database, machine, markdown, proc, schema
 from bench.compare.workloads import Lookups
+from bench.profile import timeline
 
 TASKS = 50
 PROFILED_REPS = 20
@@ -70,12 +71,13 @@ def profile(reps: int) -> str:
             ways = _ways(workload, threads_engine, executor)
             costs = _measure(ways, workload, reps)
             profiled = {w.name: _profile(w) for w in ways[:2]}
+            fanout = timeline.measure(threads_engine, executor, reps)
         finally:
             executor.shutdown()
             threads_engine.dispose()
             parallelq.get_engine().dispose()
         facts = machine.facts(database.server_version(db), start)
-    return _report(reps, ways, costs, profiled, facts)
+    return _report(reps, ways, costs, profiled, facts, timeline.report(fanout))
 
 
 def _ways(workload: Lookups, threads_engine: Any, executor: ThreadPoolExecutor) -> list[Way]:
@@ -223,6 +225,7 @@ def _report(
     costs: dict[str, Cost],
     profiled: dict[str, Profiled],
     facts: dict[str, str],
+    fanout: str,
 ) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     intro = (
@@ -232,7 +235,7 @@ def _report(
         "goals it explains, and how."
     )
     machine_table = markdown.table(["", ""], [[k, v] for k, v in facts.items()], align="ll")
-    sections = [_method(ways), _costs(ways, costs), _profiled(profiled)]
+    sections = [_method(ways), _costs(ways, costs), _profiled(profiled), fanout]
     return "\n\n".join(["# Where a parallelq task's time goes", intro, machine_table, *sections])
 
 
