@@ -7,7 +7,7 @@ figures of the run at hand, for each goal the run did not meet.
 
 from __future__ import annotations
 
-from bench.compare import goals
+from bench.compare import config, goals
 from bench.compare.record import Run
 from bench.compare.scenarios import SCENARIOS
 
@@ -124,7 +124,12 @@ def _http(run: Run) -> str:
         "one core at a time; under this load, `vmstat` found the two cores about 40% idle "
         "([design.md](design.md), *Why callers count against the worker threads*). So "
         "requests per second follow the CPU time a request costs in its server process: "
-        f"the servers spent {figures} per request. parallelq's fan-out costs what the "
+        f"the servers spent {figures} per request. The GIL also keeps connections busy "
+        "longer than their statements: once its answer is in, a statement's thread waits "
+        "for the GIL, holding its connection (1.6–2.0 ms per 10 ms statement, measured; "
+        "[design.md](design.md), *Under HTTP load at 16 clients the connections run out "
+        f"too*), and here parallelq had {pq.peak_busy} of its {config.pool_capacity()} "
+        "connections busy at once. parallelq's fan-out costs what the "
         "trivial scenario's tasks cost, a Session and a checkout per task and a GIL "
         "hand-off per round trip, on top of Django's request handling; the asyncio peer is "
         "a bare ASGI app on one thread with asyncpg, no framework. parallelq's caller-runs "
