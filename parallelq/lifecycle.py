@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -35,19 +36,17 @@ class _TaskSession(orm.Session):
     """
 
     def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        _before_statement(self, statement, kw.get("execution_options") or _NO_OPTIONS)
+        _before_statement(self, statement, kw.get("execution_options"))
         return super().execute(statement, params, **kw)
 
     def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        _before_statement(self, statement, kw.get("execution_options") or _NO_OPTIONS)
+        _before_statement(self, statement, kw.get("execution_options"))
         return super().scalar(statement, params, **kw)
 
     def scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        _before_statement(self, statement, kw.get("execution_options") or _NO_OPTIONS)
+        _before_statement(self, statement, kw.get("execution_options"))
         return super().scalars(statement, params, **kw)
 
-
-_NO_OPTIONS: dict[str, Any] = {}
 
 # Task Sessions keep loaded attributes after commit: their objects outlive the
 # task's transaction and are read in the caller's thread.
@@ -134,7 +133,9 @@ def _reclaim_connection(dbapi_connection: Any, record: Any) -> None:
         task.hold_connection(None)
 
 
-def _before_statement(session: orm.Session, statement: Any, options: Any) -> None:
+def _before_statement(
+    session: orm.Session, statement: Any, options: Mapping[str, Any] | None
+) -> None:
     task = session.info.get(_TASK)
     if task is not None:
         task.check_cancelled()

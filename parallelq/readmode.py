@@ -99,12 +99,13 @@ def _unless_idle(end: Any) -> Any:
     return end_unless_idle
 
 
-def is_plain_read(statement: Any, options: Mapping[str, Any]) -> bool:
+def is_plain_read(statement: Any, options: Mapping[str, Any] | None) -> bool:
     """Return True for a statement that neither writes, locks rows nor streams.
 
     Args:
-        options: the execution options passed with it; its own are read here.
+        options: the execution options passed with it, if any; its own are read here.
     """
+    options = options or _NO_OPTIONS
     own = getattr(statement, "_execution_options", _NO_OPTIONS)
     for key in ("stream_results", "yield_per"):
         if options.get(key) or own.get(key):
