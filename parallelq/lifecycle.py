@@ -121,6 +121,11 @@ def _lend_connection(session: orm.Session, transaction: Any, connection: sa.Conn
             proxied.record_info[_TASK] = task
             task.hold_connection(proxied.dbapi_connection)
     readmode.start(session, connection)
+    if task is not None:
+        # A task cancelled while it waited for this connection (its timeout
+        # passed, or a sibling failed) had nothing to cancel on the server then:
+        # it sends no statement now either.
+        task.check_cancelled()
 
 
 # The pool fires checkin before the connection can be handed to anyone else, so

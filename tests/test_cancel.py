@@ -89,6 +89,19 @@ class FailFastTests(PostgresTestCase):
         self.assertLess(time.monotonic() - started, 2)
         self.assertEqual(self.running(LONG_SLEEP), [])
 
+    @override_settings(PARALLELQ={"ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0}})
+    def test_a_task_that_waited_for_a_connection_past_its_timeout_runs_no_statement(self):
+        # The one connection is busy, so the task runs in the caller's thread and
+        # waits for it; the timeout passes while no statement of the task runs.
+        held = get_engine().connect()
+        threading.Timer(0.6, held.close).start()
+        started = time.monotonic()
+        with parallelq.scope(), self.assertRaises(parallelq.Timeout):
+            parallel(lambda: sleep(10), timeout=0.2)
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertEqual(self.running(LONG_SLEEP), [])
+        self.assertEqual(get_engine().pool.checkedout(), 0)
+
     @override_settings(PARALLELQ={"MAX_WORKERS": 1, "TIMEOUT": None})
     def test_a_caller_waiting_with_no_timeout_wakes_when_its_scope_is_torn_down(self):
         # The queued task never starts: its Future is cancelled, never settled.
