@@ -95,12 +95,13 @@ def psycopg2_params(db: dict[str, Any], contender: str) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def sync_engine(db: dict[str, Any], contender: str) -> sa.Engine:
-    """Return a psycopg2 Engine with parallelq's pool options, for a peer."""
+def sync_engine(db: dict[str, Any], contender: str, **options: Any) -> sa.Engine:
+    """Return a psycopg2 Engine with parallelq's pool options and `options`, for a peer."""
     return sa.create_engine(
         _url(db, "psycopg2"),
         connect_args=_psycopg2_options(app_name(contender)),
         **pool_options(),
+        **options,
     )
 
 

@@ -1,4 +1,4 @@
-"""Measure and profile 50 trivial lookups run six ways, and time a fan-out; return markdown."""
+"""Measure and profile 50 trivial lookups run seven ways, and time a fan-out; return markdown."""
 
 from __future__ import annotations
 
@@ -66,21 +66,26 @@ def profile(reps: int) -> str:
         engine.dispose()
         workload = Lookups(TASKS)
         threads_engine = config.sync_engine(db, "threads")
+        # Its connections stay in autocommit: a Session sends no BEGIN or ROLLBACK.
+        floor_engine = config.sync_engine(db, "floor", isolation_level="AUTOCOMMIT")
         executor = ThreadPoolExecutor(config.MAX_WORKERS)
         try:
-            ways = _ways(workload, threads_engine, executor)
+            ways = _ways(workload, threads_engine, floor_engine, executor)
             costs = _measure(ways, workload, reps)
             profiled = {w.name: _profile(w) for w in ways[:2]}
             fanout = timeline.measure(threads_engine, executor, reps)
         finally:
             executor.shutdown()
             threads_engine.dispose()
+            floor_engine.dispose()
             parallelq.get_engine().dispose()
         facts = machine.facts(database.server_version(db), start)
     return _report(reps, ways, costs, profiled, facts, timeline.report(fanout))
 
 
-def _ways(workload: Lookups, threads_engine: Any, executor: ThreadPoolExecutor) -> list[Way]:
+def _ways(
+    workload: Lookups, threads_engine: Any, floor_engine: Any, executor: ThreadPoolExecutor
+) -> list[Way]:
     lookups = [functools.partial(_lookup, workload, i) for i in range(TASKS)]
     noops = [_noop] * TASKS
 
@@ -96,6 +101,9 @@ def _ways(workload: Lookups, threads_engine: Any, executor: ThreadPoolExecutor) 
 
         return run
 
+    def sessions() -> list[Any]:
+        return [_own_session(workload, floor_engine, i) for i in range(TASKS)]
+
     def threads() -> list[Any]:
         return list(
             executor.map(functools.partial(_own_session, workload, threads_engine), range(TASKS))
@@ -108,6 +116,13 @@ def _ways(workload: Lookups, threads_engine: Any, executor: ThreadPoolExecutor) 
             "each lookup a task, all run in the caller's thread "
             "(a task Session each, no thread hand-off)",
             tasks(lookups, inline=True),
+        ),
+        Way(
+            "a Session per lookup, no parallelq",
+            "a plain SQLAlchemy Session per lookup, one after another in the caller's "
+            "thread, on connections kept in autocommit (no BEGIN, no ROLLBACK): what a "
+            "Session and a checkout per task cost before any thread or parallelq code",
+            sessions,
         ),
         Way(
             "no-op tasks, caller's thread",
