@@ -18,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "TIMEOUT": None,
     "STATEMENT_TIMEOUT": None,
     "ENABLED": True,
+    "PIN_CPU": True,
 }
 
 # Overlaid by ENGINE_OPTIONS key by key. Fifteen connections and no overflow: the
@@ -56,6 +57,7 @@ class Settings:
     TIMEOUT: float | None = None
     STATEMENT_TIMEOUT: float | None = None
     ENABLED: bool = True
+    PIN_CPU: bool = True
 
     @property
     def engine_options(self) -> dict[str, Any]:
@@ -132,6 +134,14 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
                 "parallelq.E004",
                 f"PARALLELQ['ENABLED'] must be True or False, not {merged['ENABLED']!r}.",
                 "False runs tasks one by one in the calling thread.",
+            )
+        )
+    if not isinstance(merged["PIN_CPU"], bool):
+        problems.append(
+            Problem(
+                "parallelq.E008",
+                f"PARALLELQ['PIN_CPU'] must be True or False, not {merged['PIN_CPU']!r}.",
+                "False leaves the threads of parallel() where the OS scheduler puts them.",
             )
         )
     problems += _check_engine_options(merged["ENGINE_OPTIONS"])

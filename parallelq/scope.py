@@ -172,6 +172,7 @@ class Scope:
         self.pool_capacity = conf.pool_capacity
         self.enabled = conf.ENABLED
         self.timeout = conf.TIMEOUT
+        self.pin_cpu = conf.PIN_CPU
         self.stats = Stats()
         self.closed = False
         self._lock = threading.Lock()

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone, translation
 from sqlalchemy import orm
 
-from parallelq import lifecycle
+from parallelq import affinity, lifecycle
 from parallelq.cancel import cancel_statement
 from parallelq.exceptions import ParallelQueryError
 
@@ -178,6 +178,7 @@ class Task:
         self.error: BaseException | None = None  # what it raised, once settled
         self.failed_at = 0.0  # time.monotonic() when it raised: the first error wins
         self.cpu_seconds = 0.0  # CPU time of its thread while it ran
+        self.cpu: int | None = None  # the core a worker runs it on, see affinity.py
         self._lock = threading.Lock()
         self._dbapi_connection: Any = None
         self._ending = False
@@ -198,6 +199,7 @@ class Task:
         """Run the task on a worker thread and settle its Future."""
         if not self.future.set_running_or_notify_cancel():
             return
+        affinity.follow(self.cpu)
         self.scope.task_started()
         started, cpu = time.perf_counter(), time.thread_time()
         context, self.context = self.context, None  # run once; see _end_session on cycles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -9,7 +10,7 @@ from concurrent.futures import Future
 from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar, overload
 
-from parallelq import workers
+from parallelq import affinity, workers
 from parallelq.exceptions import Timeout
 from parallelq.scope import STALL, Scope, current_scope, record_batch
 from parallelq.task import Batch, Locale, Task, current_task
@@ -139,9 +140,13 @@ def _run(
     pool = workers.current()
     pool.caller_enters()
     try:
-        return _start_and_gather(
-            active, tasks, batch, limit, return_exceptions, nested, inline=False
-        )
+        pin = active.pin_cpu and pool.quiet()
+        with affinity.caller_pinned() if pin else contextlib.nullcontext() as cpu:
+            for task in tasks:
+                task.cpu = cpu
+            return _start_and_gather(
+                active, tasks, batch, limit, return_exceptions, nested, inline=False
+            )
     finally:
         pool.caller_leaves()
 

@@ -53,6 +53,10 @@ class Workers:
         with self._lock:
             self._callers -= 1
 
+    def quiet(self) -> bool:
+        """Return True if no worker is busy and one caller at most is in parallel()."""
+        return self._busy == 0 and self._callers <= 1
+
     def crowded(self) -> bool:
         """Return True if busy threads and callers together outnumber the threads."""
         return self._busy + self._callers > self.threads

@@ -63,7 +63,7 @@ class SettingsCheckTests(SimpleTestCase):
             Error(
                 "Unknown PARALLELQ key(s): MAX_WORKER.",
                 hint="Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, "
-                "STATEMENT_TIMEOUT, ENABLED.",
+                "STATEMENT_TIMEOUT, ENABLED, PIN_CPU.",
                 id="parallelq.E001",
             )
         )
@@ -105,6 +105,16 @@ class SettingsCheckTests(SimpleTestCase):
                 "PARALLELQ['ENABLED'] must be True or False, not 'yes'.",
                 hint="False runs tasks one by one in the calling thread.",
                 id="parallelq.E004",
+            )
+        )
+
+    @override_settings(PARALLELQ={"PIN_CPU": 1})
+    def test_pin_cpu_that_is_not_a_bool_is_e008(self):
+        self.assertChecks(
+            Error(
+                "PARALLELQ['PIN_CPU'] must be True or False, not 1.",
+                hint="False leaves the threads of parallel() where the OS scheduler puts them.",
+                id="parallelq.E008",
             )
         )
 
