@@ -31,7 +31,7 @@ def section(run: Run) -> str:
     return (
         "## Missed goals, and why\n\n"
         f"Goal 5. The per-task figures come from {PROFILE} (`python -m bench.profile`), "
-        "which times 50 lookups six ways with their CPU time and context switches and "
+        "which times 50 lookups seven ways with their CPU time and context switches and "
         "compares cProfile's view of a task with a serial statement's.\n\n" + "\n".join(items)
     )
 
@@ -94,8 +94,10 @@ def _trivial(run: Run) -> str:
         "runs such calls one or two tasks at a time, whichever recent calls found faster "
         "([design.md](design.md), *GIL-bound batches*), "
         "and every task still adds work serial code does not: a Session and a connection "
-        f"checkout of its own ({PROFILE}, *tasks, caller's thread*: over 100 µs per task "
-        "with no thread involved), and, on worker threads, several context switches per "
+        f"checkout of its own, which the contract requires ({PROFILE}: *a Session per "
+        "lookup, no parallelq*, plain SQLAlchemy in one thread with no BEGIN or ROLLBACK, "
+        "is over 100 µs per lookup above serial code before any parallelq code or thread), "
+        "and, on worker threads, several context switches per "
         "task as threads hand the GIL back and forth on each round trip, against one for "
         f"serial code (*voluntary switches*). No thread-based "
         f"contender comes near the target: {peer}. For such statements, keep them "
