@@ -62,14 +62,18 @@ def new_session(factory: orm.sessionmaker[_S], engine: sa.Engine, task: Any = No
     return factory(bind=engine, info={_TASK: task})
 
 
-def end_session(session: orm.Session, name: str) -> None:
-    """Roll back and close `session`, first logging a WARNING if it holds unsaved writes."""
+def end_session(session: orm.Session, owner: object) -> None:
+    """Roll back and close `session`, first logging a WARNING if it holds unsaved writes.
+
+    Args:
+        owner: what the WARNING calls the Session, as str(owner).
+    """
     try:
         if has_unsaved_writes(session):
             logger.warning(
                 "%s ended with uncommitted changes; they were rolled back. "
                 "Call session.commit() in the task or view that made them to keep them.",
-                name,
+                owner,
             )
     finally:
         session.close()

@@ -178,7 +178,8 @@ class Scope:
         self._lock = threading.Lock()
         self._main: orm.Session | None = None
         self._engine: sa.Engine | None = None
-        self._sessions: dict[orm.Session, str] = {}  # live Sessions, ended at teardown
+        # Live Sessions, ended at teardown, and what logs call each (str() of it).
+        self._sessions: dict[orm.Session, object] = {}
         self._pending: deque[Task] = deque()
         self._running: set[Task] = set()
         self._active = 0
@@ -222,10 +223,10 @@ class Scope:
         """Return how many Sessions the scope holds: its own, and those of running tasks."""
         return len(self._sessions)
 
-    def add_session(self, session: orm.Session, name: str) -> None:
-        """Register `session` to be rolled back and closed at teardown."""
+    def add_session(self, session: orm.Session, owner: object) -> None:
+        """Register `session` to be rolled back and closed at teardown; logs call it str(owner)."""
         with self._lock:
-            self._sessions[session] = name
+            self._sessions[session] = owner
 
     def discard_session(self, session: orm.Session) -> None:
         """Forget `session`, which its task has ended itself."""
@@ -476,9 +477,9 @@ class Scope:
                 sessions, self._sessions = self._sessions, {}
                 busy = {task.session for task in self._running}
             self._main = None
-            for session, name in sessions.items():
+            for session, owner in sessions.items():
                 if session not in busy:
-                    _end_quietly(session, name)
+                    _end_quietly(session, owner)
 
     def _stop(self, running: list[Task]) -> None:
         # A cancel that reaches the server just before the statement does is
@@ -506,11 +507,11 @@ class Scope:
             )
 
 
-def _end_quietly(session: orm.Session, name: str) -> None:
+def _end_quietly(session: orm.Session, owner: object) -> None:
     try:
-        lifecycle.end_session(session, name)
+        lifecycle.end_session(session, owner)
     except Exception:
-        logger.exception("Closing %s failed", name)
+        logger.exception("Closing %s failed", owner)
 
 
 def current_scope(what: str = "parallelq") -> Scope:

@@ -163,10 +163,11 @@ class Task:
         kwargs: dict[str, Any],
         name: str | None = None,
         locale: Locale | None = None,
+        index: int | None = None,
     ) -> None:
         self.scope = scope
         self.fn, self.args, self.kwargs = fn, args, kwargs
-        self.name = name or str(getattr(fn, "__qualname__", None) or repr(fn))
+        self._name, self._index = name, index  # see name
         self.future: TaskFuture[Any] = TaskFuture(self)
         self.context: contextvars.Context | None = contextvars.copy_context()
         self.locale = locale or Locale()  # parallel() reads it once for all its tasks
@@ -183,8 +184,25 @@ class Task:
         self._dbapi_connection: Any = None
         self._ending = False
 
+    @property
+    def name(self) -> str:
+        """Return what messages call the task: its label, or its callable's name.
+
+        Made on first use, which is rare: only messages and logs use it.
+        """
+        if self._name is None:
+            qualname = getattr(self.fn, "__qualname__", None)
+            if self._index is not None:  # parallel()'s positional callables
+                self._name = f"#{self._index} {qualname or ''}".rstrip()
+            else:
+                self._name = str(qualname or repr(self.fn))
+        return self._name
+
     def __repr__(self) -> str:
         return f"<parallelq task {self.name}>"
+
+    def __str__(self) -> str:
+        return f"Task {self.name!r}"
 
     def get_session(self) -> orm.Session:
         """Return the task's own Session, opening it on first use."""
@@ -192,7 +210,7 @@ class Task:
             self.check_cancelled()
             engine = self.scope.engine
             self.session = lifecycle.new_session(lifecycle.TaskSession, engine, task=self)
-            self.scope.add_session(self.session, f"Task {self.name!r}")
+            self.scope.add_session(self.session, self)
         return self.session
 
     def run(self) -> None:
@@ -276,7 +294,7 @@ class Task:
             self._ending = True
         if self.session is not None:
             try:
-                lifecycle.end_session(self.session, f"Task {self.name!r}")
+                lifecycle.end_session(self.session, self)
             except Exception:
                 # The task's own outcome still reaches the caller.
                 logger.exception("Ending the Session of task %r failed", self.name)

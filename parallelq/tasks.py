@@ -107,13 +107,19 @@ def parallel(
     """
     if callables and named:
         raise TypeError("parallel() takes callables either positionally or by name, not both.")
-    labelled = _label(named) if named else _number(callables)
-    if not labelled:
+    if named:
+        _check_named(named)
+    else:
+        _check_positional(callables)
+    if not (named or callables):
         return {} if named else []
     active = current_scope("parallel()")
     limit = active.timeout if timeout is None else timeout
     locale = Locale()
-    tasks = [Task(active, fn, (), {}, label, locale) for label, fn in labelled.items()]
+    if named:
+        tasks = [Task(active, fn, (), {}, label, locale) for label, fn in named.items()]
+    else:
+        tasks = [Task(active, fn, (), {}, None, locale, i) for i, fn in enumerate(callables)]
     batch = Batch(len(tasks), fail_fast=not return_exceptions)
     for task in tasks:
         task.batch = batch
@@ -125,7 +131,7 @@ def parallel(
         for task in tasks:
             task.siblings = []  # each refers to the others: let them be freed without the GC
             task.batch = None
-    return dict(zip(labelled, results, strict=True)) if named else results
+    return dict(zip(named, results, strict=True)) if named else results
 
 
 def _run(
@@ -235,26 +241,22 @@ def _run_here(
         active.widen_if_stalled()
 
 
-def _label(named: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+def _check_named(named: dict[str, Any]) -> None:
     for name, fn in named.items():
         if not callable(fn):
             raise TypeError(
                 f"parallel() argument {name!r} must be a callable taking no arguments, "
                 f"not {type(fn).__name__}."
             )
-    return named
 
 
-def _number(callables: tuple[Any, ...]) -> dict[str, Callable[[], Any]]:
+def _check_positional(callables: tuple[Any, ...]) -> None:
     for i, fn in enumerate(callables):
         if not callable(fn):
             raise TypeError(
                 f"parallel() positional argument {i} must be a callable taking no "
                 f"arguments, not {type(fn).__name__}."
             )
-    return {
-        f"#{i} {getattr(fn, '__qualname__', '')}".rstrip(): fn for i, fn in enumerate(callables)
-    }
 
 
 def _gather(
