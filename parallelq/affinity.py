@@ -45,6 +45,11 @@ _pinned = threading.local()  # .cpu: the core a worker thread was moved to, None
 _UNKNOWN = -1  # a thread follow() has not moved yet may have inherited a core
 
 
+def available() -> bool:
+    """Return True if threads can be held on one core here: the OS can, and has two to choose."""
+    return _ALLOWED is not None and len(_ALLOWED) > 1
+
+
 @contextlib.contextmanager
 def caller_pinned() -> Iterator[int | None]:
     """Keep the calling thread on its current core while open; yield that core.

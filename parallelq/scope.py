@@ -310,9 +310,16 @@ class Scope:
             has_idle_connection(self.engine, self.pool_capacity, pool.starting) and pool.reserve()
         )
 
-    def begin_batch(self) -> None:
-        """Choose the window of the parallel() call about to offer its tasks."""
-        window = None if self._wide else gil_bound_window()
+    def begin_batch(self, *, gil_window: bool = True) -> None:
+        """Choose the window of the parallel() call about to offer its tasks.
+
+        Args:
+            gil_window: hold GIL-bound calls to one or two tasks at a time. Not
+                for a call whose threads share one core (affinity.py): they
+                hand the GIL over at the cost of a switch on a warm core, and
+                all of its tasks at once ran fastest.
+        """
+        window = None if self._wide or not gil_window else gil_bound_window()
         with self._lock:
             self._window = window
 

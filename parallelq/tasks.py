@@ -151,7 +151,14 @@ def _run(
             for task in tasks:
                 task.cpu = cpu
             return _start_and_gather(
-                active, tasks, batch, limit, return_exceptions, nested, inline=False
+                active,
+                tasks,
+                batch,
+                limit,
+                return_exceptions,
+                nested,
+                inline=False,
+                pinned=cpu is not None,
             )
     finally:
         pool.caller_leaves()
@@ -166,10 +173,11 @@ def _start_and_gather(
     nested: bool,
     *,
     inline: bool,
+    pinned: bool = False,
 ) -> list[Any]:
     began = time.perf_counter()
     if not inline:
-        active.begin_batch()
+        active.begin_batch(gil_window=not pinned)
         for task in tasks:
             active.offer(task)
     started = time.monotonic()

@@ -23,7 +23,7 @@ def on_a_worker() -> tuple[set[int], bool]:
 
 
 @unittest.skipUnless(
-    affinity._getcpu is not None and len(CPUS) >= 2,
+    affinity.available(),
     "needs sched_getcpu() and sched_setaffinity(), and at least two CPUs to choose from",
 )
 class PinnedTests(SimpleTestCase):

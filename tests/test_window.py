@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
+import unittest
 from collections.abc import Iterator
 from unittest import mock
 
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from django.test import override_settings
 
 import parallelq
-from parallelq import Timeout, parallel, session
+from parallelq import Timeout, affinity, parallel, session
 from parallelq.scope import EXPLORE_EVERY, GIL_BOUND_WINDOWS, STALL, record_batch
 from tests.base import PostgresTestCase, sleep
 
@@ -39,11 +40,21 @@ def stall_after(seconds: float) -> Iterator[None]:
 
 
 # Changing PARALLELQ also makes the process forget earlier batches, so each
-# test starts with none.
-fresh = override_settings(PARALLELQ={"MAX_WORKERS": 8})
+# test starts with none. The window holds back calls whose threads the OS may
+# run on any core: a call held on one (PIN_CPU) runs its tasks all at once.
+fresh = override_settings(PARALLELQ={"MAX_WORKERS": 8, "PIN_CPU": False})
 
 
 class GilBoundWindowTests(PostgresTestCase):
+    @unittest.skipUnless(affinity.available(), "this OS cannot hold a thread on one core")
+    @override_settings(PARALLELQ={"MAX_WORKERS": 8, "PIN_CPU": True})
+    def test_a_call_held_on_one_core_runs_gil_bound_tasks_all_at_once(self):
+        self.make_batches_gil_bound()
+        with parallelq.scope() as scope:
+            results = parallel(*[python_work] * 20)
+        self.assertEqual(results, [sum(range(20_000))] * 20)
+        self.assertGreater(scope.stats.max_concurrency, max(GIL_BOUND_WINDOWS))
+
     def make_batches_gil_bound(self) -> None:
         with parallelq.scope():
             for _ in range(5):
