@@ -11,6 +11,7 @@ makes each of them slower.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,6 +20,10 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from parallelq.conf import get_settings
+
+# How long the process must have run no task and no parallel() call before a
+# call counts as quiet (quiet()).
+QUIET_FOR = 0.05
 
 
 class Workers:
@@ -31,6 +36,7 @@ class Workers:
         self._busy = 0  # threads running work, or about to
         self._starting = 0  # of those, work handed over but not begun yet
         self._callers = 0  # threads inside parallel(), see caller_enters()
+        self._idle_since = float("-inf")  # time.monotonic() when the last of those ended
 
     @property
     def starting(self) -> int:
@@ -52,10 +58,20 @@ class Workers:
         """Stop counting a thread that caller_enters() counted."""
         with self._lock:
             self._callers -= 1
+            if self._callers == 0 and self._busy == 0:
+                self._idle_since = time.monotonic()
 
     def quiet(self) -> bool:
-        """Return True if no worker is busy and one caller at most is in parallel()."""
-        return self._busy == 0 and self._callers <= 1
+        """Return True if the one caller in parallel() is all the process has done for a while.
+
+        That is: no worker is busy, no other thread is in parallel(), and none
+        was for QUIET_FOR seconds before. Called after caller_enters().
+        """
+        return (
+            self._busy == 0
+            and self._callers <= 1
+            and time.monotonic() - self._idle_since >= QUIET_FOR
+        )
 
     def crowded(self) -> bool:
         """Return True if busy threads and callers together outnumber the threads."""
@@ -105,6 +121,8 @@ class Workers:
             self._busy -= 1
             if not started:
                 self._starting -= 1
+            if self._busy == 0 and self._callers == 0:
+                self._idle_since = time.monotonic()
 
     def shutdown(self) -> None:
         """Let the threads end once the work already handed over is done."""

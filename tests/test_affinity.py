@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import unittest
+from unittest import mock
 
 from django.test import SimpleTestCase, override_settings
 
 import parallelq
-from parallelq import affinity, parallel, submit
+from parallelq import affinity, parallel, submit, workers
 
 CPUS = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
 
@@ -30,6 +32,22 @@ class PinnedTests(SimpleTestCase):
     def setUp(self) -> None:
         self.assertEqual(cpu_set(), CPUS)
         self.addCleanup(os.sched_setaffinity, 0, CPUS)
+        # Earlier tests' tasks ended moments ago: count the process as quiet at once.
+        patcher = mock.patch.object(workers, "QUIET_FOR", 0)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def test_a_call_soon_after_another_is_not_pinned_and_one_after_a_pause_is(self):
+        # Under steady traffic, one core would hold back what the others could run.
+        with mock.patch.object(workers, "QUIET_FOR", 5.0), parallelq.scope():
+            parallel(*[on_a_worker] * 2)
+            soon = parallel(*[on_a_worker] * 4)
+        self.assertEqual([cores for cores, _ in soon], [CPUS] * 4)
+        with mock.patch.object(workers, "QUIET_FOR", 0.05), parallelq.scope():
+            parallel(*[on_a_worker] * 2)
+            time.sleep(0.2)
+            later = parallel(*[on_a_worker] * 4)
+        self.assertEqual({len(cores) for cores, _ in later}, {1})
 
     def test_tasks_run_on_the_one_core_their_caller_is_kept_on(self):
         caller = threading.get_native_id()
