@@ -22,6 +22,7 @@ import parallelq
 from bench.compare import config, database, machine, markdown, proc, schema
 from bench.compare.workloads import Lookups
 from bench.profile import timeline
+from parallelq import workers
 
 TASKS = 50
 PROFILED_REPS = 20
@@ -170,6 +171,9 @@ def _measure(ways: list[Way], workload: Lookups, reps: int) -> dict[str, Cost]:
     for rep in range(reps):
         shift = rep % len(ways)
         for way in ways[shift:] + ways[:shift]:
+            # Each way starts in a quiet process, as one between the benchmark's
+            # contenders does: parallelq holds only a quiet process's calls on one core.
+            time.sleep(workers.QUIET_FOR)
             gc.collect()
             before, pg_before = resource.getrusage(resource.RUSAGE_SELF), _postgres_cpu()
             started = time.perf_counter()
@@ -259,7 +263,9 @@ def _method(ways: list[Way]) -> str:
     return (
         f"## Method\n\nEach repetition runs {TASKS} primary-key lookups of distinct "
         "`bench_item` rows, loaded as ORM objects, in each of these ways, round-robin (the "
-        f"first way rotates), after a `gc.collect()`:\n\n{listed}\n\n"
+        f"first way rotates), each after a {workers.QUIET_FOR * 1e3:.0f} ms pause (so that "
+        "parallelq finds the process quiet, as between the benchmark's contenders) and a "
+        f"`gc.collect()`:\n\n{listed}\n\n"
         "CPU and context switches are this process's, from `getrusage(RUSAGE_SELF)` "
         "(every thread); PostgreSQL's CPU is every `postgres` process's, from `/proc`. "
         "Figures are medians per repetition divided by its tasks, but PostgreSQL's, which "
