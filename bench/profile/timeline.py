@@ -25,6 +25,7 @@ from sqlalchemy import orm
 import parallelq
 from bench.compare import markdown
 from bench.compare.workloads import Sleeps
+from parallelq import workers
 
 TASKS, SECONDS = 5, 0.1
 CONTENDERS = ("parallelq", "threads")
@@ -117,6 +118,7 @@ def measure(
     try:
         for rep in range(reps):
             for name in CONTENDERS if rep % 2 == 0 else CONTENDERS[::-1]:
+                time.sleep(workers.QUIET_FOR)  # as between the benchmark's contenders
                 gc.collect()
                 clock.start()
                 results = runs[name]()
@@ -143,13 +145,15 @@ def report(marks: dict[str, list[Marks]]) -> str:
     return (
         "## Fan-out, statement by statement\n\n"
         f"{TASKS} × `SELECT pg_sleep({SECONDS})`, the benchmark's goal-1 scenario, "
-        f"{len(pairs)} times each way, alternating which goes first, after a "
-        "`gc.collect()`: *parallelq* in a `parallelq.scope()`, and *threads*, the "
-        "benchmark's thread peer. Each task's callable notes when it begins; hooks on the "
-        "two Engines (`before_cursor_execute`, `after_cursor_execute`) note when its "
-        "statement is sent and answered. Times are from the start of the run, medians over "
-        "the runs; the last column is the median of the differences between runs side by "
-        "side. The hooks' own cost is in both columns.\n\n"
+        f"{len(pairs)} times each way, alternating which goes first, each after a "
+        f"{workers.QUIET_FOR * 1e3:.0f} ms pause (parallelq finds the process quiet, as "
+        "between the benchmark's contenders) and a `gc.collect()`: *parallelq* in a "
+        "`parallelq.scope()`, and *threads*, the benchmark's thread peer. Each task's "
+        "callable notes when it begins; hooks on the two Engines "
+        "(`before_cursor_execute`, `after_cursor_execute`) note when its statement is "
+        "sent and answered. Times are from the start of the run, medians over the runs; "
+        "the last column is the median of the differences between runs side by side. "
+        "The hooks' own cost is in both columns.\n\n"
         f"{table}\n\n{_reading(marks, pairs)}"
     )
 
