@@ -9,10 +9,13 @@ the time from one task's send to the next one's (docs/design.md, *One core per
 fan-out*). So for the span of a parallel() call its caller, whose core holds
 that work warm, stays on its core, and each worker thread moves there before
 its task. Between calls nothing is held: the caller gets its own CPU set back,
-and a worker keeps its last core until a task from another core moves it.
+and a worker keeps its last core until a task from another core, or one not
+held (submit(), or a call made under load), moves it.
 
-Only where the OS has sched_getcpu() and sched_setaffinity(); PIN_CPU=False
-leaves every thread where the scheduler puts it.
+Only calls in a quiet process are held (tasks.py, Workers.quiet()): under
+steady traffic one core would hold back work the others could run. And only
+where the OS has sched_getcpu() and sched_setaffinity(); PIN_CPU=False leaves
+every thread where the scheduler puts it.
 """
 
 from __future__ import annotations
