@@ -146,7 +146,9 @@ def _run(
     pool = workers.current()
     pool.caller_enters()
     try:
-        pin = active.pin_cpu and pool.quiet()
+        # Not on SQLite: its queries run in this process, outside the GIL, and one
+        # core would run them one at a time.
+        pin = active.pin_cpu and pool.quiet() and active.engine.dialect.name != "sqlite"
         with affinity.caller_pinned() if pin else contextlib.nullcontext() as cpu:
             for task in tasks:
                 task.cpu = cpu
