@@ -31,7 +31,7 @@ def section(run: Run) -> str:
     return (
         "## Missed goals, and why\n\n"
         f"Goal 5. The per-task figures come from {PROFILE} (`python -m bench.profile`), "
-        "which times 50 lookups seven ways with their CPU time and context switches and "
+        "which times 50 lookups eight ways with their CPU time and context switches and "
         "compares cProfile's view of a task with a serial statement's.\n\n" + "\n".join(items)
     )
 
@@ -98,8 +98,10 @@ def _trivial(run: Run) -> str:
         "every task still adds work serial code does not: a Session and a connection "
         f"checkout of its own, which the contract requires ({PROFILE}: *a Session per "
         "lookup, no parallelq*, plain SQLAlchemy in one thread with no BEGIN or ROLLBACK, "
-        "is over 100 µs per lookup above serial code before any parallelq code or thread), "
-        "and, on worker threads, several context switches per "
+        "is over 100 µs per lookup above serial code before any parallelq code or thread; "
+        "*a Session per lookup on threads, one core, no parallelq* is what is left of that "
+        "once round trips overlap on threads, and parallelq's own work per task comes on "
+        "top of it), and, on worker threads, several context switches per "
         "task as threads hand the GIL back and forth on each round trip, against one for "
         f"serial code (*voluntary switches*). No thread-based "
         f"contender comes near the target: {peer}. For such statements, keep them "

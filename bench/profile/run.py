@@ -1,4 +1,4 @@
-"""Measure and profile 50 trivial lookups run seven ways, and time a fan-out; return markdown."""
+"""Measure and profile 50 trivial lookups run eight ways, and time a fan-out; return markdown."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import parallelq
 from bench.compare import config, database, machine, markdown, proc, schema
 from bench.compare.workloads import Lookups
 from bench.profile import timeline
-from parallelq import workers
+from parallelq import affinity, workers
 
 TASKS = 50
 PROFILED_REPS = 20
@@ -70,13 +70,16 @@ def profile(reps: int) -> str:
         # Its connections stay in autocommit: a Session sends no BEGIN or ROLLBACK.
         floor_engine = config.sync_engine(db, "floor", isolation_level="AUTOCOMMIT")
         executor = ThreadPoolExecutor(config.MAX_WORKERS)
+        # Its own threads: holding them on one core must not hold the thread peer's.
+        held = ThreadPoolExecutor(config.MAX_WORKERS)
         try:
-            ways = _ways(workload, threads_engine, floor_engine, executor)
+            ways = _ways(workload, threads_engine, floor_engine, executor, held)
             costs = _measure(ways, workload, reps)
             profiled = {w.name: _profile(w) for w in ways[:2]}
             fanout = timeline.measure(threads_engine, executor, reps)
         finally:
             executor.shutdown()
+            held.shutdown()
             threads_engine.dispose()
             floor_engine.dispose()
             parallelq.get_engine().dispose()
@@ -85,7 +88,11 @@ def profile(reps: int) -> str:
 
 
 def _ways(
-    workload: Lookups, threads_engine: Any, floor_engine: Any, executor: ThreadPoolExecutor
+    workload: Lookups,
+    threads_engine: Any,
+    floor_engine: Any,
+    executor: ThreadPoolExecutor,
+    held: ThreadPoolExecutor,
 ) -> list[Way]:
     lookups = [functools.partial(_lookup, workload, i) for i in range(TASKS)]
     noops = [_noop] * TASKS
@@ -110,6 +117,11 @@ def _ways(
             executor.map(functools.partial(_own_session, workload, threads_engine), range(TASKS))
         )
 
+    def sessions_on_one_core() -> list[Any]:
+        with affinity.caller_pinned() as cpu:
+            lookup = functools.partial(_own_session_on, cpu, workload, floor_engine)
+            return list(held.map(lookup, range(TASKS)))
+
     return [
         Way("serial", "the lookups one after another on the scope's own Session", serial),
         Way(
@@ -124,6 +136,14 @@ def _ways(
             "thread, on connections kept in autocommit (no BEGIN, no ROLLBACK): what a "
             "Session and a checkout per task cost before any thread or parallelq code",
             sessions,
+        ),
+        Way(
+            "a Session per lookup on threads, one core, no parallelq",
+            f"plain SQLAlchemy Sessions as in the way above, but on {config.MAX_WORKERS} "
+            "threads held on the caller's core, as parallelq holds a quiet process's call: "
+            "the contract's shape at the least SQLAlchemy makes it cost, with the overlap "
+            "of round trips that threads give",
+            sessions_on_one_core,
         ),
         Way(
             "no-op tasks, caller's thread",
@@ -162,6 +182,11 @@ def _noop() -> None:
 def _own_session(workload: Lookups, engine: Any, i: int) -> Any:
     with orm.Session(engine) as session:
         return workload.sa_call(session, i)
+
+
+def _own_session_on(cpu: int | None, workload: Lookups, engine: Any, i: int) -> Any:
+    affinity.follow(cpu)  # a system call only when the thread is elsewhere
+    return _own_session(workload, engine, i)
 
 
 def _measure(ways: list[Way], workload: Lookups, reps: int) -> dict[str, Cost]:
