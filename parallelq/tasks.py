@@ -6,12 +6,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar, overload
 
 from parallelq import affinity, workers
-from parallelq.exceptions import Timeout
+from parallelq.exceptions import ParallelQueryError, Timeout
 from parallelq.scope import STALL, Scope, current_scope, record_batch
 from parallelq.task import Batch, Locale, Task, current_task
 
@@ -101,6 +101,8 @@ def parallel(
         Exception: the first exception a task raised, as it was raised; tasks
             not started yet are not run, and running statements are cancelled.
         Timeout: the tasks did not all finish within `timeout`.
+        ParallelQueryError: the scope was closed from another thread while
+            a task waited to start (with return_exceptions, in its place).
         NoScopeError: no request or scope() is active.
         TypeError: an argument is not callable, or callables are both
             positional and named.
@@ -288,7 +290,26 @@ def _gather(
         raise failed[0].future.exception()  # type: ignore[misc]
     if not_done:
         raise _timeout(limit, not_done)
-    return [t.error if t.error is not None else t.future.result() for t in tasks]
+    results = []
+    for task in tasks:
+        if task.error is not None:
+            results.append(task.error)
+            continue
+        try:
+            results.append(task.future.result())
+        except CancelledError:  # never started: its scope was closed first
+            error = _never_ran(task)
+            if not return_exceptions:
+                raise error from None
+            results.append(error)
+    return results
+
+
+def _never_ran(task: Task) -> ParallelQueryError:
+    return ParallelQueryError(
+        f"{task} never ran: its scope was closed before the task could start (its request "
+        "ended, or scope.close() was called from another thread, while parallel() waited)."
+    )
 
 
 def _timeout(seconds: float | None, unfinished: list[Task]) -> Timeout:

@@ -104,16 +104,19 @@ class FailFastTests(PostgresTestCase):
 
     @override_settings(PARALLELQ={"MAX_WORKERS": 1, "TIMEOUT": None})
     def test_a_caller_waiting_with_no_timeout_wakes_when_its_scope_is_torn_down(self):
-        # The queued task never starts: its Future is cancelled, never settled.
-        outcome: list[str] = []
+        # The queued task never starts: its Future is cancelled, never settled, and
+        # its place in the results says so.
+        outcome: list[BaseException] = []
 
         def request():
             with parallelq.scope() as active:
                 threading.Timer(0.3, active.close).start()
                 try:
-                    parallel(lambda: sleep(10), lambda: sleep(10), return_exceptions=True)
+                    outcome.extend(
+                        parallel(lambda: sleep(10), lambda: sleep(10), return_exceptions=True)
+                    )
                 except BaseException as exc:  # noqa: BLE001 - the test reports it
-                    outcome.append(type(exc).__name__)
+                    outcome.append(exc)
 
         caller = threading.Thread(target=request, daemon=True)
         started = time.monotonic()
@@ -121,8 +124,34 @@ class FailFastTests(PostgresTestCase):
         caller.join(timeout=5)
         self.assertFalse(caller.is_alive(), "parallel() still waits for a task that never runs")
         self.assertLess(time.monotonic() - started, 3)
-        self.assertEqual(outcome, ["CancelledError"])
+        self.assertEqual(len(outcome), 2, outcome)
+        self.assertIsInstance(outcome[0], sa.exc.DBAPIError)  # its statement, cancelled
+        self.assertIsInstance(outcome[1], parallelq.ParallelQueryError)
+        self.assertIn("Task '#1 ", str(outcome[1]))
+        self.assertIn("never ran: its scope was closed", str(outcome[1]))
         self.assertTrue(self.wait_for(lambda: not self.running(LONG_SLEEP), 2))
+
+    @override_settings(PARALLELQ={"MAX_WORKERS": 1, "TIMEOUT": None})
+    def test_a_task_its_closed_scope_never_started_raises_an_error_that_says_so(self):
+        # The running task sends no statement, so nothing fails but the queued one.
+        outcome: list[BaseException] = []
+
+        def request():
+            with parallelq.scope() as active:
+                threading.Timer(0.3, active.close).start()
+                try:
+                    parallel(lambda: time.sleep(0.6), lambda: sleep(10))
+                except BaseException as exc:  # noqa: BLE001 - the test reports it
+                    outcome.append(exc)
+
+        caller = threading.Thread(target=request, daemon=True)
+        caller.start()
+        caller.join(timeout=5)
+        self.assertFalse(caller.is_alive(), "parallel() still waits for a task that never runs")
+        self.assertEqual(len(outcome), 1, outcome)
+        self.assertIsInstance(outcome[0], parallelq.ParallelQueryError)
+        self.assertIn("Task '#1 ", str(outcome[0]))
+        self.assertIn("never ran: its scope was closed", str(outcome[0]))
 
 
 class AbandonedFutureTests(PostgresTestCase):
