@@ -13,6 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from parallelq import liveness, readmode
 from parallelq.conf import Settings, get_settings
+from parallelq.pool import CancellableQueuePool
 
 # Django's OPTIONS keys that Django itself consumes instead of passing to psycopg.
 _DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "server_side_binding", "assume_role", "pool"})
@@ -170,9 +171,10 @@ def _build(conf: Settings) -> sa.Engine:
     if url.get_backend_name() == "sqlite":
         # Every task has its own connection, so the pool must be one that hands
         # connections across threads (pysqlite picks SingletonThreadPool for
-        # memory databases).
-        options.setdefault("poolclass", sa.QueuePool)
+        # memory databases): a QueuePool, as below.
         connect_args.setdefault("check_same_thread", False)
+    # QueuePool is the default for both backends; a pool the settings name is kept.
+    options.setdefault("poolclass", CancellableQueuePool)
     psycopg2 = url.get_dialect().driver == "psycopg2"
     reads_in_autocommit = psycopg2 and "isolation_level" not in options
     own_reset = reads_in_autocommit and "pool_reset_on_return" not in options

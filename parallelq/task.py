@@ -183,6 +183,7 @@ class Task:
         self._lock = threading.Lock()
         self._dbapi_connection: Any = None
         self._ending = False
+        self.waiting_in: Any = None  # the pool's queue while it waits for a connection (pool.py)
 
     @property
     def name(self) -> str:
@@ -310,11 +311,19 @@ class Task:
             self._dbapi_connection = dbapi_connection
 
     def cancel(self) -> None:
-        """Cancel the statement the task runs on the server, and refuse it any more."""
+        """Cancel the statement the task runs on the server, and refuse it any more.
+
+        A task waiting for a connection stops waiting, and raises as it would
+        before its next statement.
+        """
         with self._lock:
             self.cancelled = True
             if not self._ending and self._dbapi_connection is not None:
                 cancel_statement(self._dbapi_connection)
+        # Read after `cancelled` is set: a wait that begins later sees that instead.
+        waiting_in = self.waiting_in
+        if waiting_in is not None:
+            waiting_in.wake()
 
     def check_cancelled(self) -> None:
         """Raise ParallelQueryError if the task was cancelled.

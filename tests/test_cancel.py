@@ -90,15 +90,39 @@ class FailFastTests(PostgresTestCase):
         self.assertEqual(self.running(LONG_SLEEP), [])
 
     @override_settings(PARALLELQ={"ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0}})
-    def test_a_task_that_waited_for_a_connection_past_its_timeout_runs_no_statement(self):
+    def test_a_task_waiting_for_a_connection_stops_when_its_timeout_passes(self):
         # The one connection is busy, so the task runs in the caller's thread and
-        # waits for it; the timeout passes while no statement of the task runs.
+        # waits for it; the timeout ends the wait, not the connection's return.
         held = get_engine().connect()
-        threading.Timer(0.6, held.close).start()
+        returned = threading.Timer(3, held.close)
+        returned.start()
         started = time.monotonic()
-        with parallelq.scope(), self.assertRaises(parallelq.Timeout):
-            parallel(lambda: sleep(10), timeout=0.2)
-        self.assertLess(time.monotonic() - started, 3)
+        try:
+            with parallelq.scope(), self.assertRaises(parallelq.Timeout):
+                parallel(lambda: sleep(10), timeout=0.2)
+            self.assertLess(time.monotonic() - started, 1)
+        finally:
+            returned.cancel()
+            held.close()
+        self.assertEqual(self.running(LONG_SLEEP), [])
+        self.assertEqual(get_engine().pool.checkedout(), 0)
+
+    @override_settings(PARALLELQ={"ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0}})
+    def test_cancelling_a_task_that_waits_for_a_connection_ends_its_wait(self):
+        # submit() runs the task on a worker even with no connection idle; the
+        # worker waits for one until the task is cancelled, not pool_timeout.
+        held = get_engine().connect()
+        try:
+            with parallelq.scope():
+                future = submit(lambda: sleep(10))
+                self.assertTrue(self.wait_for(future.running, 2))
+                time.sleep(0.1)  # into its wait for the connection
+                self.assertFalse(future.cancel())  # running: it cannot be un-run
+                error = future.exception(timeout=1)
+        finally:
+            held.close()
+        self.assertIsInstance(error, parallelq.ParallelQueryError)
+        self.assertIn("was cancelled", str(error))
         self.assertEqual(self.running(LONG_SLEEP), [])
         self.assertEqual(get_engine().pool.checkedout(), 0)
 
