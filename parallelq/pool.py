@@ -26,11 +26,11 @@ class _Connections(queue.Queue[Any]):
         try:
             return super().get(False)  # the common case: a connection is free
         except queue.Empty:
-            task = current_task() if block else None
-            if task is None:
-                if not block:
-                    raise
-                return super().get(True, timeout)
+            if not block:
+                raise
+        task = current_task()
+        if task is None:  # the request's own Session, engine.connect()
+            return super().get(True, timeout)
         end = None if timeout is None else time.monotonic() + timeout
         with self.not_empty:
             task.waiting_in = self
