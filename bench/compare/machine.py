@@ -16,14 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Start:
-    """What is read before the run: the load, and which parallelq is measured."""
+    """What is read before the run: the load, the CPU clock, and which parallelq is measured."""
 
     load: float
     commit: str
+    cpu: tuple[int, int] | None  # ticks stolen, ticks in all, from _cpu_ticks()
 
 
 def at_start() -> Start:
-    return Start(os.getloadavg()[0], _commit())
+    return Start(os.getloadavg()[0], _commit(), _cpu_ticks())
 
 
 def facts(postgres_version: str, start: Start) -> dict[str, str]:
@@ -35,6 +36,7 @@ def facts(postgres_version: str, start: Start) -> dict[str, str]:
         "parallelq (git)": commit,
         "CPUs (nproc)": str(len(os.sched_getaffinity(0))),
         "Load average (1 min) at start / end": f"{start.load:.2f} / {os.getloadavg()[0]:.2f}",
+        "CPU time stolen by the hypervisor during the run": _stolen(start.cpu, _cpu_ticks()),
         "CPU": _cpu_model(),
         "Kernel": f"{platform.system()} {platform.release()}",
         "PostgreSQL": postgres_version,
@@ -42,6 +44,24 @@ def facts(postgres_version: str, start: Start) -> dict[str, str]:
         **{name: _version(name) for name in PACKAGES},
         "wrk": _wrk_version(),
     }
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """Return the machine's CPU ticks stolen (by the hypervisor, for other guests) and in all."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(n) for n in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7], sum(fields)) if len(fields) == 8 else None
+
+
+def _stolen(start: tuple[int, int] | None, end: tuple[int, int] | None) -> str:
+    # A virtual machine whose host runs other guests gets less CPU than it counts:
+    # every contender then runs slower, threaded ones the most.
+    if start is None or end is None or end[1] == start[1]:
+        return "unknown"
+    return f"{(end[0] - start[0]) / (end[1] - start[1]):.1%}"
 
 
 def _cpu_model() -> str:
