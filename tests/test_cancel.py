@@ -7,6 +7,7 @@ import os
 import tempfile
 import threading
 import time
+from typing import Any
 
 import sqlalchemy as sa
 from django.test import TransactionTestCase, override_settings
@@ -126,19 +127,19 @@ class FailFastTests(PostgresTestCase):
         self.assertEqual(self.running(LONG_SLEEP), [])
         self.assertEqual(get_engine().pool.checkedout(), 0)
 
-    @override_settings(PARALLELQ={"MAX_WORKERS": 1, "TIMEOUT": None})
-    def test_a_caller_waiting_with_no_timeout_wakes_when_its_scope_is_torn_down(self):
-        # The queued task never starts: its Future is cancelled, never settled, and
-        # its place in the results says so.
-        outcome: list[BaseException] = []
+    def parallel_in_a_scope_closed_after(self, seconds: float, *calls: Any, **kw: Any) -> list:
+        """Call parallel(*calls, **kw) in a thread whose scope is closed from another.
+
+        Returns its results, or a list of the exception it raised; fails the
+        test if it is not back within 3 s.
+        """
+        outcome: list = []
 
         def request():
             with parallelq.scope() as active:
-                threading.Timer(0.3, active.close).start()
+                threading.Timer(seconds, active.close).start()
                 try:
-                    outcome.extend(
-                        parallel(lambda: sleep(10), lambda: sleep(10), return_exceptions=True)
-                    )
+                    outcome.extend(parallel(*calls, **kw))
                 except BaseException as exc:  # noqa: BLE001 - the test reports it
                     outcome.append(exc)
 
@@ -148,6 +149,15 @@ class FailFastTests(PostgresTestCase):
         caller.join(timeout=5)
         self.assertFalse(caller.is_alive(), "parallel() still waits for a task that never runs")
         self.assertLess(time.monotonic() - started, 3)
+        return outcome
+
+    @override_settings(PARALLELQ={"MAX_WORKERS": 1, "TIMEOUT": None})
+    def test_a_caller_waiting_with_no_timeout_wakes_when_its_scope_is_torn_down(self):
+        # The queued task never starts: its Future is cancelled, never settled, and
+        # its place in the results says so.
+        outcome = self.parallel_in_a_scope_closed_after(
+            0.3, lambda: sleep(10), lambda: sleep(10), return_exceptions=True
+        )
         self.assertEqual(len(outcome), 2, outcome)
         self.assertIsInstance(outcome[0], sa.exc.DBAPIError)  # its statement, cancelled
         self.assertIsInstance(outcome[1], parallelq.ParallelQueryError)
@@ -158,20 +168,9 @@ class FailFastTests(PostgresTestCase):
     @override_settings(PARALLELQ={"MAX_WORKERS": 1, "TIMEOUT": None})
     def test_a_task_its_closed_scope_never_started_raises_an_error_that_says_so(self):
         # The running task sends no statement, so nothing fails but the queued one.
-        outcome: list[BaseException] = []
-
-        def request():
-            with parallelq.scope() as active:
-                threading.Timer(0.3, active.close).start()
-                try:
-                    parallel(lambda: time.sleep(0.6), lambda: sleep(10))
-                except BaseException as exc:  # noqa: BLE001 - the test reports it
-                    outcome.append(exc)
-
-        caller = threading.Thread(target=request, daemon=True)
-        caller.start()
-        caller.join(timeout=5)
-        self.assertFalse(caller.is_alive(), "parallel() still waits for a task that never runs")
+        outcome = self.parallel_in_a_scope_closed_after(
+            0.3, lambda: time.sleep(0.6), lambda: sleep(10)
+        )
         self.assertEqual(len(outcome), 1, outcome)
         self.assertIsInstance(outcome[0], parallelq.ParallelQueryError)
         self.assertIn("Task '#1 ", str(outcome[0]))
