@@ -75,11 +75,20 @@ class _Deadline:
 def parallel(
     *callables: Callable[[], Any], timeout: float | None = ..., return_exceptions: bool = ...
 ) -> list[Any]: ...
+# A dict unpacked into parallel(**panels) could hold any key, timeout and
+# return_exceptions included, so type checkers match it against those too; these
+# three let it through with or without either. parallel() checks both at run time.
+@overload
+def parallel(**named: Callable[[], Any]) -> dict[str, Any]: ...
+@overload
+def parallel(*, timeout: float | None, **named: Callable[[], Any]) -> dict[str, Any]: ...
+@overload
+def parallel(*, return_exceptions: bool, **named: Callable[[], Any]) -> dict[str, Any]: ...
 @overload
 def parallel(
     *, timeout: float | None = ..., return_exceptions: bool = ..., **named: Callable[[], Any]
 ) -> dict[str, Any]: ...
-def parallel(
+def parallel(  # type: ignore[misc]  # the three above: see their comment
     *callables: Callable[[], Any],
     timeout: float | None = None,
     return_exceptions: bool = False,
@@ -109,6 +118,7 @@ def parallel(
     """
     if callables and named:
         raise TypeError("parallel() takes callables either positionally or by name, not both.")
+    _check_options(timeout, return_exceptions)
     if named:
         _check_named(named)
     else:
@@ -251,6 +261,25 @@ def _run_here(
         if batch.failed:
             return  # _gather raises it, and cancels the rest
         active.widen_if_stalled()
+
+
+def _check_options(timeout: Any, return_exceptions: Any) -> None:
+    # A task named timeout or return_exceptions, unpacked from a dict, lands in
+    # these. Unchecked, the one would fail with an unrelated TypeError later, and
+    # the other would be taken as a flag and its task never run.
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+    ):
+        raise _bad_option("timeout", timeout, "a number of seconds (0 or more) or None")
+    if not isinstance(return_exceptions, bool):
+        raise _bad_option("return_exceptions", return_exceptions, "True or False")
+
+
+def _bad_option(option: str, value: Any, wanted: str) -> TypeError:
+    message = f"parallel() argument {option!r} must be {wanted}, not {value!r}."
+    if callable(value):
+        message += f" {option!r} is parallel()'s own: give the task another name."
+    return TypeError(message)
 
 
 def _check_named(named: dict[str, Any]) -> None:

@@ -67,6 +67,29 @@ class ParallelTests(PostgresTestCase):
         with parallelq.scope():
             self.assertEqual(parallel(), [])
 
+    def test_a_task_named_like_an_option_is_refused_not_dropped(self):
+        panels = {"totals": lambda: 1, "return_exceptions": lambda: 2}
+        with (
+            parallelq.scope(),
+            self.assertRaisesMessage(
+                TypeError, "'return_exceptions' is parallel()'s own: give the task another name."
+            ),
+        ):
+            parallel(**panels)
+
+    def test_timeout_must_be_a_number_of_seconds(self):
+        for timeout in ("5", -1, True):
+            with (
+                self.subTest(timeout=timeout),
+                parallelq.scope(),
+                self.assertRaisesMessage(
+                    TypeError,
+                    "parallel() argument 'timeout' must be a number of seconds (0 or more) or "
+                    f"None, not {timeout!r}.",
+                ),
+            ):
+                parallel(lambda: 1, timeout=timeout)
+
     def test_non_callable_names_its_position(self):
         with (
             parallelq.scope(),
