@@ -268,9 +268,9 @@ def _check_options(timeout: Any, return_exceptions: Any) -> None:
     # these. Unchecked, the one would fail with an unrelated TypeError later, and
     # the other would be taken as a flag and its task never run.
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
-        raise _bad_option("timeout", timeout, "a number of seconds (0 or more) or None")
+        raise _bad_option("timeout", timeout, "a positive number of seconds or None")
     if not isinstance(return_exceptions, bool):
         raise _bad_option("return_exceptions", return_exceptions, "True or False")
 

@@ -78,13 +78,13 @@ class ParallelTests(PostgresTestCase):
             parallel(**panels)
 
     def test_timeout_must_be_a_number_of_seconds(self):
-        for timeout in ("5", -1, True):
+        for timeout in ("5", 0, -1, True):
             with (
                 self.subTest(timeout=timeout),
                 parallelq.scope(),
                 self.assertRaisesMessage(
                     TypeError,
-                    "parallel() argument 'timeout' must be a number of seconds (0 or more) or "
+                    "parallel() argument 'timeout' must be a positive number of seconds or "
                     f"None, not {timeout!r}.",
                 ),
             ):
