@@ -104,6 +104,13 @@ def validate(user: Any) -> list[Problem]:
     return problems
 
 
+def is_seconds(value: Any) -> bool:
+    """Return True for a limit in seconds: None (no limit) or a positive number, not a bool."""
+    if value is None:
+        return True
+    return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
+
+
 def _check_values(merged: dict[str, Any]) -> list[Problem]:
     problems = []
     workers = merged["MAX_WORKERS"]
@@ -117,9 +124,7 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
         )
     for key in ("TIMEOUT", "STATEMENT_TIMEOUT"):
         seconds = merged[key]
-        if seconds is not None and (
-            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
-        ):
+        if not is_seconds(seconds):
             problems.append(
                 Problem(
                     "parallelq.E003",

@@ -11,6 +11,7 @@ from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar, overload
 
 from parallelq import affinity, workers
+from parallelq.conf import is_seconds
 from parallelq.exceptions import ParallelQueryError, Timeout
 from parallelq.scope import STALL, Scope, current_scope, record_batch
 from parallelq.task import Batch, Locale, Task, current_task
@@ -267,9 +268,7 @@ def _check_options(timeout: Any, return_exceptions: Any) -> None:
     # A task named timeout or return_exceptions, unpacked from a dict, lands in
     # these. Unchecked, the one would fail with an unrelated TypeError later, and
     # the other would be taken as a flag and its task never run.
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
+    if not is_seconds(timeout):
         raise _bad_option("timeout", timeout, "a positive number of seconds or None")
     if not isinstance(return_exceptions, bool):
         raise _bad_option("return_exceptions", return_exceptions, "True or False")
