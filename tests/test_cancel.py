@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -235,7 +236,9 @@ class SqliteInterruptTests(TransactionTestCase):
     databases = {"default"}
 
     def test_timeout_interrupts_a_sqlite_statement(self):
-        path = os.path.join(tempfile.mkdtemp(prefix="parallelq-"), "cancel.sqlite3")
+        tmp = tempfile.mkdtemp(prefix="parallelq-cancel-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        path = os.path.join(tmp, "cancel.sqlite3")
         with override_settings(PARALLELQ={"DATABASE_URL": f"sqlite:///{path}"}):
             started = time.monotonic()
             with parallelq.scope(), self.assertRaises(parallelq.Timeout):
