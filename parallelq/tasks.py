@@ -114,8 +114,10 @@ def parallel(  # type: ignore[misc]  # the three above: see their comment
         ParallelQueryError: the scope was closed from another thread while
             a task waited to start (with return_exceptions, in its place).
         NoScopeError: no request or scope() is active.
-        TypeError: an argument is not callable, or callables are both
-            positional and named.
+        TypeError: an argument is not callable, callables are both
+            positional and named, timeout is not a positive number of seconds
+            or None, or return_exceptions is not a bool (a task named after
+            either lands there).
     """
     if callables and named:
         raise TypeError("parallel() takes callables either positionally or by name, not both.")
