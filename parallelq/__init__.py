@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from parallelq.api import parallel, submit
 from parallelq.engine import get_engine
 from parallelq.exceptions import NoScopeError, ParallelQueryError, Timeout
-from parallelq.scope import scope
-from parallelq.session import session
-from parallelq.tasks import parallel, submit
+from parallelq.scoping import scope
+from parallelq.sessions import session
 
 __all__ = [
     "NoScopeError",

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from parallelq.scope import scope
-from parallelq.session import session
-from parallelq.tasks import parallel
+from parallelq.api import parallel
+from parallelq.scoping import scope
+from parallelq.sessions import session
 
 _SQLITE_SLEEP = "parallelq_bench_sleep"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -18,23 +19,21 @@ DEFAULTS: dict[str, Any] = {
     "TIMEOUT": None,
     "STATEMENT_TIMEOUT": None,
     "ENABLED": True,
-    "PIN_CPU": True,
 }
 
 # Overlaid by ENGINE_OPTIONS key by key. Fifteen connections and no overflow: the
 # request's own Session and MAX_WORKERS tasks fit with room for a second request,
 # and SQLAlchemy closes an overflow connection on check-in, so under load a pool
 # with overflow reconnected over and over (up to 6 new connections a second,
-# each costing milliseconds of CPU, in the 4-client HTTP benchmark). Instead of
-# pool_pre_ping's round trip per checkout, parallelq checks PostgreSQL
-# connections itself (liveness.py). LIFO lends the connection used last, whose
-# server process is warm: tasks run one after another then cost half as much
-# (docs/profile.md).
+# each costing milliseconds of CPU, in the 4-client HTTP benchmark). A task may
+# not find its connection dead, so each checkout is pinged (SQLAlchemy's
+# pool_pre_ping; docs/design.md, *Liveness*). LIFO lends the connection used
+# last, whose server process is warm (docs/profile.md).
 ENGINE_DEFAULTS: dict[str, Any] = {
     "pool_size": 15,
     "max_overflow": 0,
     "pool_timeout": 30,
-    "pool_pre_ping": False,
+    "pool_pre_ping": True,
     "pool_use_lifo": True,
 }
 
@@ -57,7 +56,6 @@ class Settings:
     TIMEOUT: float | None = None
     STATEMENT_TIMEOUT: float | None = None
     ENABLED: bool = True
-    PIN_CPU: bool = True
 
     @property
     def engine_options(self) -> dict[str, Any]:
@@ -75,7 +73,8 @@ class Settings:
     def pool_capacity(self) -> int | None:
         """Return the most connections the pool opens, or None if it sets no bound we know."""
         options = self.engine_options
-        if "poolclass" in options or options["max_overflow"] < 0:
+        # pool_size 0 and max_overflow -1 are QueuePool's "no limit".
+        if "poolclass" in options or options["pool_size"] == 0 or options["max_overflow"] < 0:
             return None
         return int(options["pool_size"]) + int(options["max_overflow"])
 
@@ -104,11 +103,18 @@ def validate(user: Any) -> list[Problem]:
     return problems
 
 
+# The longest wait threading accepts (about 292 years on Linux); a longer one
+# raises OverflowError deep inside a wait.
+MAX_SECONDS = threading.TIMEOUT_MAX
+
+
 def is_seconds(value: Any) -> bool:
-    """Return True for a limit in seconds: None (no limit) or a positive number, not a bool."""
+    """Return True for a limit in seconds: None (no limit) or a number in (0, MAX_SECONDS]."""
     if value is None:
         return True
-    return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 < value <= MAX_SECONDS  # False for NaN and infinity too
 
 
 def _check_values(merged: dict[str, Any]) -> list[Problem]:
@@ -128,8 +134,8 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
             problems.append(
                 Problem(
                     "parallelq.E003",
-                    f"PARALLELQ['{key}'] must be a positive number of seconds or None, "
-                    f"not {seconds!r}.",
+                    f"PARALLELQ['{key}'] must be a positive, finite number of seconds "
+                    f"(at most {MAX_SECONDS:.0f}) or None, not {seconds!r}.",
                     "Use None for no limit.",
                 )
             )
@@ -139,14 +145,6 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
                 "parallelq.E004",
                 f"PARALLELQ['ENABLED'] must be True or False, not {merged['ENABLED']!r}.",
                 "False runs tasks one by one in the calling thread.",
-            )
-        )
-    if not isinstance(merged["PIN_CPU"], bool):
-        problems.append(
-            Problem(
-                "parallelq.E008",
-                f"PARALLELQ['PIN_CPU'] must be True or False, not {merged['PIN_CPU']!r}.",
-                "False leaves the threads of parallel() where the OS scheduler puts them.",
             )
         )
     problems += _check_engine_options(merged["ENGINE_OPTIONS"])
@@ -173,16 +171,22 @@ def _check_engine_options(options: Any) -> list[Problem]:
                 "For example {'pool_size': 10, 'max_overflow': 5}.",
             )
         ]
-    # parallelq sizes its worker threads and W002 from these two.
+    # parallelq sizes its worker threads and W002 from these two. QueuePool reads
+    # pool_size 0 and max_overflow -1 as "no limit"; below those it misbehaves.
     return [
         Problem(
             "parallelq.E005",
-            f"PARALLELQ['ENGINE_OPTIONS']['{key}'] must be a whole number of connections, "
-            f"not {options[key]!r}.",
-            "For example {'pool_size': 10, 'max_overflow': 5}.",
+            f"PARALLELQ['ENGINE_OPTIONS']['{key}'] must be a whole number of connections "
+            f"of at least {least}, not {options[key]!r}.",
+            f"For example {{'pool_size': 10, 'max_overflow': 5}}; {least} means no limit.",
         )
-        for key in ("pool_size", "max_overflow")
-        if key in options and (isinstance(options[key], bool) or not isinstance(options[key], int))
+        for key, least in (("pool_size", 0), ("max_overflow", -1))
+        if key in options
+        and (
+            isinstance(options[key], bool)
+            or not isinstance(options[key], int)
+            or options[key] < least
+        )
     ]
 
 
@@ -200,8 +204,9 @@ def get_settings() -> Settings:
     return Settings(**{**DEFAULTS, **user})
 
 
-# Drop the cached settings (and, through engine.py, the Engine) when a test
-# changes PARALLELQ or DATABASES with override_settings.
+# Drop the cached settings when a test changes PARALLELQ or DATABASES with
+# override_settings. The Engine (engine.py) and the worker threads (executor.py)
+# are rebuilt when they next find the settings they were made from changed.
 @receiver(setting_changed)
 def _reset_settings(*, setting: str, **kwargs: Any) -> None:
     if setting in ("PARALLELQ", "DATABASES"):

@@ -11,12 +11,17 @@ import sqlalchemy as sa
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from parallelq import liveness, readmode
 from parallelq.conf import Settings, get_settings
-from parallelq.pool import CancellableQueuePool
+from parallelq.pool import CancellableQueuePool, track_borrowers
 
 # Django's OPTIONS keys that Django itself consumes instead of passing to psycopg.
 _DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "server_side_binding", "assume_role", "pool"})
+
+# How often PostgreSQL (14 and later) checks, while a statement runs, that its
+# client is still there: a killed server process leaves no statement running
+# for longer than this. Set per connection after it opens, as PgBouncer refuses
+# it as a startup parameter.
+CLIENT_CHECK_MS = 1000
 
 _lock = threading.Lock()
 _engine: sa.Engine | None = None
@@ -101,13 +106,25 @@ def database_url(conf: Settings | None = None) -> sa.URL:
                 "Use the form 'postgresql+psycopg2://user:password@host:5432/dbname' "
                 "or 'sqlite:///path/to/file.sqlite3'.",
             ) from exc
+        if url.drivername == "postgresql":
+            # SQLAlchemy 2.1 would pick psycopg 3; parallelq installs psycopg2.
+            url = url.set(drivername="postgresql+psycopg2")
+        hint = "Install the driver's package, or use 'postgresql://…' (psycopg2) or 'sqlite:///…'."
         try:
-            url.get_dialect()
+            dialect = url.get_dialect()
         except sa.exc.NoSuchModuleError as exc:
             raise DatabaseURLError(
                 f"PARALLELQ['DATABASE_URL'] names the driver {url.drivername!r}, which "
                 "SQLAlchemy cannot load.",
-                "Install the driver's package, or use 'postgresql+psycopg2://…' or 'sqlite:///…'.",
+                hint,
+            ) from exc
+        try:
+            dialect.import_dbapi()
+        except ImportError as exc:
+            raise DatabaseURLError(
+                f"PARALLELQ['DATABASE_URL'] names the driver {url.drivername!r}, whose "
+                f"package is not installed ({exc}).",
+                hint,
             ) from exc
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise DatabaseURLError(
@@ -157,17 +174,13 @@ def _build(conf: Settings) -> sa.Engine:
     url = database_url(conf)
     options = conf.engine_options
     connect_args = dict(options.pop("connect_args", {}))
-    if conf.DATABASE_URL is None and url.get_backend_name() == "postgresql":
+    postgresql = url.get_backend_name() == "postgresql"
+    if conf.DATABASE_URL is None and postgresql:
         db_options = connections[DEFAULT_DB_ALIAS].settings_dict.get("OPTIONS", {})
         connect_args = {
             **{k: v for k, v in db_options.items() if k not in _DJANGO_ONLY_OPTIONS},
             **connect_args,
         }
-    if conf.STATEMENT_TIMEOUT is not None and url.get_backend_name() == "postgresql":
-        # Set once per connection, so it costs no round trip per task.
-        milliseconds = max(1, round(conf.STATEMENT_TIMEOUT * 1000))
-        options_arg = connect_args.get("options", "")
-        connect_args["options"] = f"{options_arg} -c statement_timeout={milliseconds}".strip()
     if url.get_backend_name() == "sqlite":
         # Every task has its own connection, so the pool must be one that hands
         # connections across threads (pysqlite picks SingletonThreadPool for
@@ -175,17 +188,27 @@ def _build(conf: Settings) -> sa.Engine:
         connect_args.setdefault("check_same_thread", False)
     # QueuePool is the default for both backends; a pool the settings name is kept.
     options.setdefault("poolclass", CancellableQueuePool)
-    psycopg2 = url.get_dialect().driver == "psycopg2"
-    reads_in_autocommit = psycopg2 and "isolation_level" not in options
-    own_reset = reads_in_autocommit and "pool_reset_on_return" not in options
-    if own_reset:
-        # readmode rolls back at check-in only a connection with a transaction open.
-        options["pool_reset_on_return"] = None
     engine = sa.create_engine(url, connect_args=connect_args, **options)
-    if url.get_backend_name() == "postgresql" and not options.get("pool_pre_ping"):
-        liveness.install(engine)
-    if psycopg2:
-        readmode.skip_idle_commits_and_rollbacks(engine)
-    if reads_in_autocommit:
-        readmode.install(engine, reset=own_reset)
+    track_borrowers(engine)
+    if postgresql:
+        sa.event.listen(engine, "connect", _server_settings(conf.STATEMENT_TIMEOUT))
     return engine
+
+
+def _server_settings(statement_timeout: float | None) -> Any:
+    """Return a connect listener that sets parallelq's limits on each new PostgreSQL connection."""
+    settings = {}
+    if statement_timeout is not None:
+        settings["statement_timeout"] = max(1, round(statement_timeout * 1000))
+
+    def set_limits(dbapi_connection: Any, record: Any) -> None:
+        limits = dict(settings)
+        if dbapi_connection.info.server_version >= 140000:
+            limits["client_connection_check_interval"] = CLIENT_CHECK_MS
+        with dbapi_connection.cursor() as cursor:
+            for name, milliseconds in limits.items():
+                # set_config(…, false) is SET: it lasts as long as the connection.
+                cursor.execute("SELECT set_config(%s, %s, false)", (name, str(milliseconds)))
+        dbapi_connection.commit()  # or the pool's rollback at check-in would undo them
+
+    return set_limits

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponseBase
 
-from parallelq.scope import open_request_scope
+from parallelq.scoping import open_request_scope
 
 
 class ParallelQueryMiddleware:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from parallelq.scope import close_request_scope
+from parallelq.scoping import close_request_scope
 
 
 # Register an event to cancel the request's unfinished tasks, roll back and

@@ -1,27 +1,30 @@
-"""Task: one callable run with the caller's context and a Session of its own."""
+"""Task: one callable with the caller's context; it alone settles its Future.
+
+A task is claimed once, by whoever runs it (a worker thread, or the caller),
+or cancelled before that, and never both: claim(), run(), cancel().
+"""
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
+import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from django.conf import settings
-from django.utils import timezone, translation
 from sqlalchemy import orm
 
-from parallelq import affinity, lifecycle
+from parallelq import pool, sessions
 from parallelq.cancel import cancel_statement
+from parallelq.context import Locale
 from parallelq.exceptions import ParallelQueryError
 
 if TYPE_CHECKING:
-    from parallelq.scope import Scope
+    from parallelq.scoping import Scope
 
 logger = logging.getLogger("parallelq")
 
@@ -48,8 +51,16 @@ def current_task() -> Task | None:
     return _task_var.get()
 
 
+class Batch(Protocol):
+    """Who waits for a group of tasks (api.py): told as each one settles or is dropped."""
+
+    def settled(self, ok: bool) -> None: ...
+
+    def dropped(self) -> None: ...
+
+
 class TaskFuture(Future[T]):
-    """A Future whose cancel() also stops the task's running statement on the server."""
+    """A Future whose cancel() also stops the task's running statements on the server."""
 
     def __init__(self, task: Task) -> None:
         super().__init__()
@@ -59,97 +70,13 @@ class TaskFuture(Future[T]):
         """Cancel the task: True if it had not started (it never will).
 
         A running task cannot be un-run, so this returns False for it, as
-        Future.cancel() does; but its statement is cancelled on the server and
-        it may run no other, so the Future soon holds that error.
+        Future.cancel() does; but its statements are cancelled on the server
+        and it may run no other, so the Future soon holds that error.
         """
-        if super().cancel():
-            task = self._task
-            if task is not None and task.batch is not None:
-                task.batch.dropped(task)
-            return True
         task = self._task
-        if task is not None and not self.done():
-            task.cancel()
-        return False
-
-
-class Locale:
-    """The caller's active language and timezone, which Django keeps per thread.
-
-    Django keeps them in asgiref Locals, which a new thread does not inherit:
-    a task on a worker thread applies them where they differ from the thread's
-    own. A task run in its caller's thread needs nothing: it runs in a copy of
-    the caller's context, where asgiref (3.9.1 and later) keeps them, and what
-    a sibling run there before it changed stayed in that sibling's copy.
-    """
-
-    def __init__(self) -> None:
-        self.language = translation.get_language()
-        self.timezone = timezone.get_current_timezone()
-        self.defaults = (
-            self.language == settings.LANGUAGE_CODE
-            and self.timezone == timezone.get_default_timezone()
-        )
-
-    def applied(self) -> contextlib.AbstractContextManager[Any]:
-        """Return a context manager that makes them a worker thread's while it is open.
-
-        The task runs in its copy of the caller's context, but the asgiref
-        Locals in that copy belong to the caller's thread: asgiref 3.13 hides
-        them from any other thread, so the task starts from Django's defaults,
-        and earlier releases show the caller's own values. Either way there is
-        nothing to apply when the caller's are the defaults: callers check
-        `defaults` first, since reading them (two asgiref lookups) would cost
-        more than the rest of a task's setup.
-        """
-        overrides: list[contextlib.AbstractContextManager[Any]] = []
-        if translation.get_language() != self.language:
-            overrides.append(translation.override(self.language))
-        if timezone.get_current_timezone() != self.timezone:
-            overrides.append(timezone.override(self.timezone))
-        if not overrides:
-            return contextlib.nullcontext()
-        stack = contextlib.ExitStack()
-        for override in overrides:
-            stack.enter_context(override)
-        return stack
-
-
-class Batch:
-    """The tasks of one parallel() call, which wake its caller once they are done.
-
-    Done: all settled or cancelled before they started, or, with `fail_fast`,
-    one failed. The caller waits on `changed`, at no cost per task, rather
-    than registering with every task's Future as concurrent.futures.wait()
-    does, which costs the caller more than handing the tasks to workers.
-    """
-
-    def __init__(self, size: int, *, fail_fast: bool) -> None:
-        self.changed = threading.Event()
-        self.failed = False  # only with fail_fast
-        self._fail_fast = fail_fast
-        self._left = size
-        self._dropped: set[Task] = set()  # a cancelled Future's cancel() says True again
-        self._lock = threading.Lock()
-
-    def settled(self, ok: bool) -> None:
-        """Count a task that settled; `ok`: it returned rather than raised."""
-        with self._lock:
-            self._left -= 1
-            if not ok and self._fail_fast:
-                self.failed = True
-            if self.failed or self._left == 0:
-                self.changed.set()
-
-    def dropped(self, task: Task) -> None:
-        """Count `task`, whose Future was cancelled before it started: it never settles."""
-        with self._lock:
-            if task in self._dropped:
-                return
-            self._dropped.add(task)
-            self._left -= 1
-            if self._left == 0:
-                self.changed.set()
+        if task is None:
+            return super().cancel()
+        return task.cancel()
 
 
 class Task:
@@ -159,38 +86,35 @@ class Task:
         self,
         scope: Scope,
         fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
         name: str | None = None,
-        locale: Locale | None = None,
         index: int | None = None,
+        locale: Locale | None = None,
+        batch: Batch | None = None,
     ) -> None:
         self.scope = scope
-        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.fn, self.args, self.kwargs = fn, args, kwargs or {}
         self._name, self._index = name, index  # see name
         self.future: TaskFuture[Any] = TaskFuture(self)
         self.context: contextvars.Context | None = contextvars.copy_context()
         self.locale = locale or Locale()  # parallel() reads it once for all its tasks
-        self.session: orm.Session | None = None
-        self.started = False  # handed to a worker, queued, or run inline; see Scope.claim
-        self.cancelled = False
+        self.batch = batch  # told when the task settles
         self.siblings: list[Task] = []  # cancelled when this task fails
-        self.batch: Batch | None = None  # told when the task settles
+        self.session: orm.Session | None = None
         self.error: BaseException | None = None  # what it raised, once settled
         self.failed_at = 0.0  # time.monotonic() when it raised: the first error wins
-        self.cpu_seconds = 0.0  # CPU time of its thread while it ran
-        self.cpu: int | None = None  # the core a worker runs it on, see affinity.py
+        self.started = False  # claimed to run, or cancelled before it was
+        self.cancelled = False
+        self.wake: Callable[[], None] | None = None  # see pool.Borrower
         self._lock = threading.Lock()
-        self._dbapi_connection: Any = None
-        self._ending = False
-        self.waiting_in: Any = None  # the pool's queue while it waits for a connection (pool.py)
+        self._connections: list[Any] = []  # DBAPI connections it holds
+        self._ended = False  # its callable returned: it opens no Session any more
 
     @property
     def name(self) -> str:
-        """Return what messages call the task: its label, or its callable's name.
-
-        Made on first use, which is rare: only messages and logs use it.
-        """
+        """Return what messages call the task: its label, or its callable's name."""
         if self._name is None:
             qualname = getattr(self.fn, "__qualname__", None)
             if self._index is not None:  # parallel()'s positional callables
@@ -206,52 +130,67 @@ class Task:
         return f"Task {self.name!r}"
 
     def get_session(self) -> orm.Session:
-        """Return the task's own Session, opening it on first use."""
+        """Return the task's own Session, opening it on first use.
+
+        Raises:
+            NoScopeError: the task's scope is closed (a copy of its context
+                outlived it).
+            ParallelQueryError: the task was cancelled, or has ended.
+        """
         if self.session is None:
+            if self._ended:
+                self.scope.check_open("parallelq.session")
+                raise ParallelQueryError(
+                    f"{self} has ended, and its Session with it: a copy of its context "
+                    "(a thread or executor it started) outlived it. Finish that work "
+                    "inside the task."
+                )
             self.check_cancelled()
-            engine = self.scope.engine
-            self.session = lifecycle.new_session(lifecycle.TaskSession, engine, task=self)
-            self.scope.add_session(self.session, self)
+            session = sessions.new_session(sessions.TaskSession, self.scope.engine, task=self)
+            self.scope.add_session(session, self)  # NoScopeError once the scope is closed
+            self.session = session
         return self.session
 
-    def run(self) -> None:
-        """Run the task on a worker thread and settle its Future."""
-        if not self.future.set_running_or_notify_cancel():
-            return
-        affinity.follow(self.cpu)
-        self.scope.task_started()
-        started, cpu = time.perf_counter(), time.thread_time()
-        context, self.context = self.context, None  # run once; see _end_session on cycles
-        assert context is not None
-        ok, outcome = context.run(self._call, True)
-        self.cpu_seconds = time.thread_time() - cpu
-        self.scope.task_finished(time.perf_counter() - started)
-        self._settle(ok, outcome)
-        if not ok and self.siblings:
-            # Fail fast from here, before this worker can start a queued sibling,
-            # and after settling, so that this error is known to come first.
-            self.scope.cancel([t for t in self.siblings if t is not self])
+    def claim(self) -> bool:
+        """Mark the task started; False if it was, or was cancelled first.
 
-    def run_inline(self, *, counted: bool) -> None:
-        """Run the task in the calling thread, as nested tasks and ENABLED=False do.
+        Whoever claims the task runs it, and so settles its Future.
+        """
+        with self._lock:
+            if self.started:
+                return False
+            self.started = True
+        return self.future.set_running_or_notify_cancel()
+
+    def run(self, *, on_worker: bool) -> None:
+        """Run the claimed task in this thread and settle its Future.
 
         Args:
-            counted: add the task to the scope's stats; a nested task's time
-                is already part of the task it runs in.
+            on_worker: on a worker thread, in the context copied when the task
+                was made; otherwise in a copy of the calling thread's own.
         """
-        if not self.future.set_running_or_notify_cancel():
-            return
+        context, self.context = self.context, None  # run once; see _end_session on cycles
+        if not on_worker:
+            context = contextvars.copy_context()
+        assert context is not None
+        # A nested task's time is already part of the task it runs in.
+        counted = on_worker or _task_var.get() is None
         if counted:
             self.scope.task_started()
-        started, cpu = time.perf_counter(), time.thread_time()
-        ok, outcome = contextvars.copy_context().run(self._call)
-        self.cpu_seconds = time.thread_time() - cpu
+        started = time.perf_counter()
+        ok, outcome = context.run(self._call, on_worker)
         if counted:
             self.scope.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)
+        if not ok and self.siblings:
+            # Fail fast from here, before this thread can start a queued sibling,
+            # and after settling, so that this error is known to come first.
+            self.scope.cancel([t for t in self.siblings if t is not self])
 
-    def _call(self, on_worker: bool = False) -> tuple[bool, Any]:
-        token = _task_var.set(self)
+    def _call(self, on_worker: bool) -> tuple[bool, Any]:
+        _task_var.set(self)  # in the task's own context, which ends with it
+        sessions.current.set(self.get_session)
+        pool.borrower.set(self)
         try:
             if on_worker and not self.locale.defaults:  # see Locale.applied()
                 with self.locale.applied():
@@ -263,10 +202,15 @@ class Task:
                 _explain_pool_timeout(exc, self.name)
             return False, exc
         finally:
-            _task_var.reset(token)
             self._end_session()
 
     def _check_result(self, result: Any) -> Any:
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: close it, or Python warns of it later
+            raise TypeError(
+                f"{self} returned a coroutine: parallel() and submit() run plain "
+                "functions in threads. Pass a function that is not async."
+            )
         if not isinstance(result, _CHECKED):
             return result
         if isinstance(result, sa.engine.Result) and getattr(result, "returns_rows", True):
@@ -292,10 +236,10 @@ class Task:
 
     def _end_session(self) -> None:
         with self._lock:
-            self._ending = True
+            self._ended = True  # no cancel reaches its connection from here on
         if self.session is not None:
             try:
-                lifecycle.end_session(self.session, self)
+                sessions.end_session(self.session, self)
             except Exception:
                 # The task's own outcome still reaches the caller.
                 logger.exception("Ending the Session of task %r failed", self.name)
@@ -305,25 +249,42 @@ class Task:
                 # lets reference counting free them, with no wait for the cyclic GC.
                 self.session = None
 
-    def hold_connection(self, dbapi_connection: Any) -> None:
-        """Record the DBAPI connection the task's Session holds now (None: none)."""
+    def lent(self, dbapi_connection: Any) -> None:
+        """Note that the task holds `dbapi_connection` (pool.Borrower)."""
         with self._lock:
-            self._dbapi_connection = dbapi_connection
+            self._connections.append(dbapi_connection)
 
-    def cancel(self) -> None:
-        """Cancel the statement the task runs on the server, and refuse it any more.
+    def returned(self, dbapi_connection: Any) -> None:
+        """Note that `dbapi_connection` went back to the pool (pool.Borrower)."""
+        with self._lock:
+            if dbapi_connection in self._connections:
+                self._connections.remove(dbapi_connection)
 
-        A task waiting for a connection stops waiting, and raises as it would
-        before its next statement.
+    def cancel(self) -> bool:
+        """Cancel the task: True if it never started, and never will.
+
+        A running task's statements are cancelled on the server and it may
+        run no other: a wait for a connection ends, and its next statement
+        raises.
         """
         with self._lock:
             self.cancelled = True
-            if not self._ending and self._dbapi_connection is not None:
-                cancel_statement(self._dbapi_connection)
-        # Read after `cancelled` is set: a wait that begins later sees that instead.
-        waiting_in = self.waiting_in
-        if waiting_in is not None:
-            waiting_in.wake()
+            unstarted = not self.started
+            self.started = True
+            if not unstarted and not self._ended:
+                for dbapi_connection in self._connections:
+                    cancel_statement(dbapi_connection)
+        if unstarted:
+            self.future._task = None
+            Future.cancel(self.future)
+            self.future.set_running_or_notify_cancel()
+            if self.batch is not None:
+                self.batch.dropped()
+            return True
+        wake = self.wake  # read after `cancelled` is set: a later wait sees that instead
+        if wake is not None:
+            wake()
+        return False
 
     def check_cancelled(self) -> None:
         """Raise ParallelQueryError if the task was cancelled.

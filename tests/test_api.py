@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import types
+from pathlib import Path
+
 import sqlalchemy as sa
 from django.test import SimpleTestCase
 
@@ -38,6 +43,54 @@ class ExportTests(SimpleTestCase):
         for name in ["get_engine", "parallel", "scope", "submit"]:
             with self.subTest(name=name):
                 self.assertTrue(callable(getattr(parallelq, name)))
+
+
+class ModuleTests(SimpleTestCase):
+    def test_import_gives_the_module_for_every_submodule(self):
+        # No public name shadows a module: parallelq.scope is the function, and
+        # the module that holds it is parallelq.scoping.
+        for name in modules():
+            with self.subTest(module=name):
+                module = importlib.import_module(name)
+                exec(f"import {name} as imported", namespace := {})
+                self.assertIs(namespace["imported"], module)
+                self.assertIsInstance(module, types.ModuleType)
+
+    def test_no_run_time_import_cycle(self):
+        graph = {name: run_time_imports(path) for name, path in modules().items()}
+        done: set[str] = set()
+
+        def visit(name: str, path: tuple[str, ...]) -> None:
+            self.assertNotIn(name, path, f"import cycle: {' -> '.join((*path, name))}")
+            if name not in done:
+                for imported in graph.get(name, ()):
+                    visit(imported, (*path, name))
+                done.add(name)
+
+        for name in graph:
+            visit(name, ())
+
+
+def modules() -> dict[str, Path]:
+    """Return every module of the package by its dotted name."""
+    package = Path(parallelq.__file__).parent
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        name = ".".join(("parallelq", *path.relative_to(package).with_suffix("").parts))
+        found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def run_time_imports(path: Path) -> set[str]:
+    """Return the parallelq modules `path` imports when it is imported, not under TYPE_CHECKING."""
+    imported = set()
+    for node in ast.parse(path.read_text()).body:  # top level only: not inside functions
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("parallelq"):
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            imported |= {n for n in names if n in modules()} or {node.module or ""}
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names if a.name.startswith("parallelq")}
+    return imported - {"parallelq"}
 
 
 class ExceptionHierarchyTests(SimpleTestCase):

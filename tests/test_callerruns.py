@@ -10,7 +10,6 @@ from django.test import override_settings
 
 import parallelq
 from parallelq import Timeout, get_engine, parallel, submit
-from parallelq.scope import Scope
 from tests.base import PostgresTestCase, sleep
 
 TWO_WORKERS = {
@@ -23,8 +22,6 @@ TWO_WORKERS = {
 class CallerRunsTests(PostgresTestCase):
     def occupy_workers(self, count: int) -> list[threading.Event]:
         """Keep `count` worker threads busy, from a scope in another thread, until cleanup.
-
-        The other thread uses submit(), not parallel(), so it counts as no caller.
 
         Returns:
             An Event per busy worker: setting one lets one of them go.
@@ -62,38 +59,23 @@ class CallerRunsTests(PostgresTestCase):
             return threading.get_ident()
 
         with parallelq.scope() as scope:
-            alone = parallel(threading.get_ident)
-            self.assertEqual(scope.stats.in_caller, 0)
             pair = parallel(meet, meet)
-        self.assertNotEqual(alone, [threading.get_ident()])
-        # Two threads: the busy worker and the caller, waiting in parallel(),
-        # fill them, so the caller runs the second task itself.
+        self.assertNotIn(threading.get_ident(), pair)
+        self.assertEqual(len(set(pair)), 2)
+        self.assertEqual(scope.stats.in_caller, 0)
+
+    def test_with_one_worker_free_the_caller_runs_the_task_that_found_none(self):
+        self.occupy_workers(1)
+        both_running = threading.Barrier(2, timeout=10)
+
+        def meet() -> int:
+            both_running.wait()
+            return threading.get_ident()
+
+        with parallelq.scope() as scope:
+            pair = parallel(meet, meet)
         self.assertEqual(sorted(t == threading.get_ident() for t in pair), [False, True])
         self.assertEqual(scope.stats.in_caller, 1)
-
-    def test_callers_in_parallel_count_against_the_worker_threads(self):
-        release = threading.Event()
-        self.addCleanup(release.set)
-        blocking = threading.Event()
-
-        def block() -> None:
-            blocking.set()
-            release.wait(20)
-
-        def other_request() -> None:
-            with parallelq.scope():
-                parallel(block)
-
-        thread = threading.Thread(target=other_request, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 20)
-        self.assertTrue(blocking.wait(10), "the other request's task did not start")
-        with parallelq.scope() as scope:
-            threads = parallel(threading.get_ident, threading.get_ident)
-        # One of the two workers is idle, but the other's task and the two
-        # threads in parallel() fill the process's two threads already.
-        self.assertEqual(threads, [threading.get_ident()] * 2)
-        self.assertEqual(scope.stats.in_caller, 2)
 
     def test_tasks_run_in_the_caller_when_every_worker_is_busy(self):
         self.occupy_every_worker()
@@ -106,36 +88,18 @@ class CallerRunsTests(PostgresTestCase):
         self.assertEqual(scope.stats.in_caller, 5)
         self.assertEqual(scope.stats.max_concurrency, 1)
 
-    def free_a_worker_while_the_caller_runs_a_task(self, busy: int) -> Scope:
-        """Occupy `busy` workers; free one while the caller runs the first of two tasks.
-
-        Returns:
-            The scope of the parallel() call, for its stats.
-        """
-        first_worker = self.occupy_workers(busy)[0]
+    def test_a_worker_of_another_scope_that_frees_up_takes_none_of_this_scopes_tasks(self):
+        # Each scope's queue is its own: what one request did never moves another's work.
+        first_worker = self.occupy_workers(2)[0]
 
         def first() -> float:
             first_worker.set()  # the other scope's task ends while the caller runs this one
-            return sleep(0.5)
+            return sleep(0.3)
 
         with parallelq.scope() as scope:
-            # Busy workers and the caller fill the two threads: both tasks are queued.
-            results = parallel(first, lambda: sleep(0.2))
-        self.assertEqual(results, [0.5, 0.2])
-        return scope
-
-    def test_a_worker_that_frees_up_takes_a_task_the_caller_queued(self):
-        scope = self.free_a_worker_while_the_caller_runs_a_task(busy=1)
-        self.assertEqual(scope.stats.in_caller, 1)
-        # The second task started on the freed worker while the caller ran the
-        # first; left for the caller, it would have started after it.
-        self.assertEqual(scope.stats.max_concurrency, 2)
-
-    def test_a_worker_leaves_a_crowded_process_s_queued_tasks_to_their_callers(self):
-        scope = self.free_a_worker_while_the_caller_runs_a_task(busy=2)
-        # The freed worker, still counted busy, the other busy one and the
-        # caller outnumber the two threads: it left the second task to the caller.
-        self.assertEqual(scope.stats.in_caller, 2)
+            results = parallel(first, lambda: sleep(0.1))
+        self.assertEqual(results, [0.3, 0.1])
+        # The second task started only once the caller had run the first.
         self.assertEqual(scope.stats.max_concurrency, 1)
 
     def test_tasks_run_in_the_caller_when_the_pool_has_no_idle_connection(self):

@@ -17,8 +17,7 @@ from parallelq.engine import dispose_engine, get_engine
 SQLITE = "sqlite:///" + os.path.join(tempfile.gettempdir(), "parallelq-conf-never-opened.sqlite3")
 
 VALID_KEYS = (
-    "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, STATEMENT_TIMEOUT, ENABLED, "
-    "PIN_CPU."
+    "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, STATEMENT_TIMEOUT, ENABLED."
 )
 
 
@@ -59,7 +58,7 @@ class ValidSettingsTests(SimpleTestCase):
                 "pool_size": 20,
                 "max_overflow": 0,
                 "pool_timeout": 30,
-                "pool_pre_ping": False,
+                "pool_pre_ping": True,
                 "pool_use_lifo": True,
                 "echo": True,
             },
@@ -70,7 +69,7 @@ class ValidSettingsTests(SimpleTestCase):
     )
     def test_another_poolclass_gets_none_of_queuepools_defaults_and_builds(self):
         self.assertEqual(
-            get_settings().engine_options, {"poolclass": sa.pool.NullPool, "pool_pre_ping": False}
+            get_settings().engine_options, {"poolclass": sa.pool.NullPool, "pool_pre_ping": True}
         )
         self.addCleanup(dispose_engine)
         self.assertIsInstance(get_engine().pool, sa.pool.NullPool)
@@ -153,8 +152,8 @@ class InvalidSettingsTests(SimpleTestCase):
             with self.subTest(timeout=timeout):
                 self.assertImproperlyConfigured(
                     {"TIMEOUT": timeout},
-                    "PARALLELQ['TIMEOUT'] must be a positive number of seconds or None, "
-                    f"not {timeout!r}. Use None for no limit.",
+                    "PARALLELQ['TIMEOUT'] must be a positive, finite number of seconds "
+                    f"(at most 9223372036) or None, not {timeout!r}. Use None for no limit.",
                 )
 
     def test_timeout_that_is_not_a_number_is_an_error(self):

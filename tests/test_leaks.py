@@ -10,7 +10,7 @@ from django.test import Client
 
 from parallelq import get_engine
 from parallelq.conf import ENGINE_DEFAULTS
-from parallelq.scope import Scope
+from parallelq.scoping import Scope
 from tests.base import PostgresTestCase
 
 POOL_CAPACITY = ENGINE_DEFAULTS["pool_size"] + ENGINE_DEFAULTS["max_overflow"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import orm
 
 from parallelq import get_engine
-from parallelq.scope import Scope
+from parallelq.scoping import Scope
 from tests.base import PostgresTestCase
 from tests.models import Note
 

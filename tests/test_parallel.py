@@ -84,8 +84,8 @@ class ParallelTests(PostgresTestCase):
                 parallelq.scope(),
                 self.assertRaisesMessage(
                     TypeError,
-                    "parallel() argument 'timeout' must be a positive number of seconds or "
-                    f"None, not {timeout!r}.",
+                    "parallel() argument 'timeout' must be a positive, finite number of "
+                    f"seconds (at most 9223372036) or None, not {timeout!r}.",
                 ),
             ):
                 parallel(lambda: 1, timeout=timeout)

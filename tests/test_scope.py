@@ -10,7 +10,7 @@ from django.test import override_settings
 
 import parallelq
 from parallelq import NoScopeError, get_engine, parallel, session, submit
-from parallelq.scope import Scope
+from parallelq.scoping import Scope
 from tests.base import PostgresTestCase, backend_pid, sleep
 from tests.models import Note
 

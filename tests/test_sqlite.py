@@ -11,7 +11,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from unittest import mock
 
 import sqlalchemy as sa
 from django.core.exceptions import ImproperlyConfigured
@@ -19,7 +18,7 @@ from django.test import SimpleTestCase, TransactionTestCase, override_settings
 
 import demo_project.bookstore  # noqa: F401 - registers pg_sleep() on SQLite connections
 import parallelq
-from parallelq import affinity, get_engine, parallel, session, workers
+from parallelq import get_engine, parallel, session
 from parallelq.engine import dispose_engine
 from tests.models import Base, Note
 
@@ -99,19 +98,6 @@ class SqliteFileTests(TransactionTestCase):
         self.assertLess(elapsed, 0.6)
         self.assertEqual(len(set(threads)), 5)
         self.assertEqual(len(set(connections)), 5)
-
-    @mock.patch.object(workers, "QUIET_FOR", 0)
-    def test_tasks_are_not_held_on_one_core(self):
-        # SQLite's queries run in this process outside the GIL: on one core they
-        # would take turns. (Where the OS cannot hold threads, nothing is held.)
-        def cpu_set() -> set[int]:
-            return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-
-        with parallelq.scope():
-            sets = parallel(*[cpu_set] * 4)
-        self.assertEqual(sets, [cpu_set()] * 4)
-        if affinity.available():
-            self.assertGreater(len(sets[0]), 1)
 
     def test_task_error_surfaces_as_itself(self):
         with parallelq.scope(), self.assertRaises(sa.exc.OperationalError) as caught:

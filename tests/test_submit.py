@@ -123,7 +123,9 @@ class SubmitTests(PostgresTestCase):
     def test_non_callable_is_a_type_error_naming_its_type(self):
         with (
             parallelq.scope(),
-            self.assertRaisesMessage(TypeError, "submit() needs a callable, not int."),
+            self.assertRaisesMessage(
+                TypeError, "submit() argument 'fn' must be a callable taking no arguments, not int."
+            ),
         ):
             submit(42)
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 
 from parallelq import parallel, session, submit
-from parallelq.scope import Scope, current_scope
+from parallelq.scoping import Scope, current_scope
 from tests.base import backend_pid, sleep
 from tests.models import Note
 

@@ -1,15 +1,16 @@
-"""Make parallelq's Sessions, notice their unsaved writes, and end them."""
+"""parallelq's Sessions: the `session` proxy, their making and ending, the unsaved-write warning."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from parallelq import readmode
+from parallelq.exceptions import NoScopeError
 
 logger = logging.getLogger("parallelq")
 
@@ -24,6 +25,42 @@ _TASK = "parallelq.task"
 
 _PG_IN_TRANSACTION = 2  # INTRANS in psycopg2 and psycopg 3 alike
 
+NO_SCOPE = (
+    "{what} needs an active parallelq scope. Add "
+    "'parallelq.middleware.ParallelQueryMiddleware' to MIDDLEWARE, or wrap the code "
+    "in `with parallelq.scope():`."
+)
+
+# What `session` stands for in this context: the running task's get_session(),
+# else the scope's (set by scoping.py and task.py, which own the two).
+current: contextvars.ContextVar[Callable[[], orm.Session] | None] = contextvars.ContextVar(
+    "parallelq.session", default=None
+)
+
+
+class SessionProxy:
+    """Stand in for the current Session, as scoped_session does for its registry.
+
+    ``session.execute(...)`` runs on the Session of the task it is called in,
+    or, outside tasks, on the request's (or scope()'s) own Session. Call
+    ``session()`` to get that Session itself.
+    """
+
+    def __call__(self) -> orm.Session:
+        get = current.get()
+        if get is None:
+            raise NoScopeError(NO_SCOPE.format(what="parallelq.session"))
+        return get()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self(), name)
+
+    def __repr__(self) -> str:
+        return "<parallelq.session proxy>"
+
+
+session = SessionProxy()
+
 
 class _TaskSession(orm.Session):
     """A task's Session, which looks at each statement before it runs (_before_statement).
@@ -36,15 +73,15 @@ class _TaskSession(orm.Session):
     """
 
     def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        _before_statement(self, statement, kw.get("execution_options"))
+        _before_statement(self, statement)
         return super().execute(statement, params, **kw)
 
     def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        _before_statement(self, statement, kw.get("execution_options"))
+        _before_statement(self, statement)
         return super().scalar(statement, params, **kw)
 
     def scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        _before_statement(self, statement, kw.get("execution_options"))
+        _before_statement(self, statement)
         return super().scalars(statement, params, **kw)
 
 
@@ -107,6 +144,14 @@ def _transaction_wrote(connection: sa.Connection) -> bool:
     return True
 
 
+def _before_statement(session: orm.Session, statement: Any) -> None:
+    task = session.info.get(_TASK)
+    if task is not None:
+        task.check_cancelled()
+    if not getattr(statement, "is_select", False):
+        session.info[_MAYBE_WROTE] = True
+
+
 @sa.event.listens_for(TaskSession, "after_begin")
 @sa.event.listens_for(RequestSession, "after_begin")
 def _remember_connection(session: orm.Session, transaction: Any, connection: sa.Connection) -> None:
@@ -115,51 +160,13 @@ def _remember_connection(session: orm.Session, transaction: Any, connection: sa.
 
 
 @sa.event.listens_for(TaskSession, "after_begin")
-def _lend_connection(session: orm.Session, transaction: Any, connection: sa.Connection) -> None:
-    # Kept on the task so that another thread can cancel its running statement,
-    # until the pool takes the connection back (see _reclaim_connection).
-    task = session.info.get(_TASK)
-    if task is not None:
-        proxied = connection.connection
-        if proxied.record_info is not None:  # None only for a detached connection
-            proxied.record_info[_TASK] = task
-            task.hold_connection(proxied.dbapi_connection)
-    readmode.start(session, connection)
-    if task is not None:
-        # A task cancelled while it waited for this connection (its timeout
-        # passed, or a sibling failed) had nothing to cancel on the server then:
-        # it sends no statement now either.
-        task.check_cancelled()
-
-
-# The pool fires checkin before the connection can be handed to anyone else, so
-# once the task has forgotten it here no cancel can reach another task's query.
-@sa.event.listens_for(sa.pool.Pool, "checkin")
-def _reclaim_connection(dbapi_connection: Any, record: Any) -> None:
-    # record_info, like the proxied connection's: record.info is another dict.
-    task = record.record_info.pop(_TASK, None)
-    if task is not None:
-        task.hold_connection(None)
-
-
-def _before_statement(
-    session: orm.Session, statement: Any, options: Mapping[str, Any] | None
-) -> None:
+def _refuse_if_cancelled(session: orm.Session, transaction: Any, connection: Any) -> None:
+    # A task cancelled while it waited for this connection (its timeout passed,
+    # or a sibling failed) had nothing to cancel on the server then: it sends
+    # no statement now either.
     task = session.info.get(_TASK)
     if task is not None:
         task.check_cancelled()
-    if not getattr(statement, "is_select", False):
-        session.info[_MAYBE_WROTE] = True
-    connection = session.info.get(_CONNECTION)
-    if not readmode.is_plain_read(statement, options):
-        readmode.want_transaction(session, connection)
-    elif connection is None:
-        readmode.connect_to_read(session)
-
-
-@sa.event.listens_for(TaskSession, "before_flush")
-def _before_flush(session: orm.Session, flush_context: Any, instances: Any) -> None:
-    readmode.want_transaction(session, session.info.get(_CONNECTION))
 
 
 @sa.event.listens_for(TaskSession, "after_flush")
@@ -181,4 +188,3 @@ def _forget_writes(session: orm.Session, transaction: orm.SessionTransaction) ->
         session.info.pop(_FLUSHED, None)
         session.info.pop(_MAYBE_WROTE, None)
         session.info.pop(_CONNECTION, None)
-        readmode.forget(session)

@@ -1,8 +1,8 @@
-"""parallel() and submit(): run callables in worker threads, each with its own Session."""
+"""parallel() and submit(): argument checks, starting tasks, gathering results, timeouts."""
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,11 +10,11 @@ from concurrent.futures import CancelledError, Future
 from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar, overload
 
-from parallelq import affinity, workers
-from parallelq.conf import is_seconds
+from parallelq.conf import MAX_SECONDS, is_seconds
+from parallelq.context import Locale
 from parallelq.exceptions import ParallelQueryError, Timeout
-from parallelq.scope import STALL, Scope, current_scope, record_batch
-from parallelq.task import Batch, Locale, Task, current_task
+from parallelq.scoping import Scope, current_scope
+from parallelq.task import Task, current_task
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -30,28 +30,50 @@ def submit(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T
 
     Raises:
         NoScopeError: no request or scope() is active.
-        TypeError: fn is not callable.
+        TypeError: fn is not callable, or is a coroutine function.
     """
-    if not callable(fn):
-        raise TypeError(f"submit() needs a callable, not {type(fn).__name__}.")
-    task = Task(current_scope("submit()"), fn, args, kwargs)
-    _start(task)
+    _check_callable(fn, "submit() argument 'fn'")
+    active = current_scope("submit()")
+    task = Task(active, fn, args, kwargs)
+    if current_task() is not None or not active.enabled:
+        # A task waiting on tasks of its own could take every worker and wait
+        # forever, so nested work runs here, in the thread it came from.
+        active.check_open("submit()")
+        if task.claim():
+            task.run(on_worker=False)
+    else:
+        active.start(task)
     return task.future
 
 
-def _inline() -> bool:
-    return current_task() is not None
+class _Batch:
+    """The tasks of one parallel() call, which wake its caller once they are done.
 
+    Done: all settled or cancelled before they started, or, with `fail_fast`,
+    one failed. The caller waits on `changed`, at no cost per task, rather
+    than registering with every task's Future as concurrent.futures.wait()
+    does, which costs the caller more than handing the tasks to workers.
+    """
 
-def _start(task: Task) -> None:
-    nested = _inline()
-    if nested or not task.scope.enabled:
-        # A task waiting on tasks of its own could take every worker and wait
-        # forever, so nested work runs here, in the worker it came from.
-        if task.scope.claim(task):
-            task.run_inline(counted=not nested)
-    else:
-        task.scope.start(task)
+    def __init__(self, size: int, *, fail_fast: bool) -> None:
+        self.changed = threading.Event()
+        self.failed = False  # only with fail_fast
+        self._fail_fast = fail_fast
+        self._left = size
+        self._lock = threading.Lock()
+
+    def settled(self, ok: bool) -> None:
+        """Count a task that settled; `ok`: it returned rather than raised."""
+        with self._lock:
+            self._left -= 1
+            if not ok and self._fail_fast:
+                self.failed = True
+            if self.failed or self._left == 0:
+                self.changed.set()
+
+    def dropped(self) -> None:
+        """Count a task cancelled before it started: it never settles."""
+        self.settled(ok=True)
 
 
 class _Deadline:
@@ -114,103 +136,61 @@ def parallel(  # type: ignore[misc]  # the three above: see their comment
         ParallelQueryError: the scope was closed from another thread while
             a task waited to start (with return_exceptions, in its place).
         NoScopeError: no request or scope() is active.
-        TypeError: an argument is not callable, callables are both
-            positional and named, timeout is not a positive number of seconds
-            or None, or return_exceptions is not a bool (a task named after
-            either lands there).
+        TypeError: an argument is not callable or is a coroutine function,
+            callables are both positional and named, timeout is not a positive
+            number of seconds or None, or return_exceptions is not a bool (a
+            task named after either lands there).
     """
     if callables and named:
         raise TypeError("parallel() takes callables either positionally or by name, not both.")
     _check_options(timeout, return_exceptions)
-    if named:
-        _check_named(named)
-    else:
-        _check_positional(callables)
+    for i, fn in enumerate(callables):
+        _check_callable(fn, f"parallel() positional argument {i}")
+    for label, fn in named.items():
+        _check_callable(fn, f"parallel() argument {label!r}")
     if not (named or callables):
         return {} if named else []
     active = current_scope("parallel()")
+    active.check_open("parallel()")
     limit = active.timeout if timeout is None else timeout
+    batch = _Batch(len(named or callables), fail_fast=not return_exceptions)
     locale = Locale()
     if named:
-        tasks = [Task(active, fn, (), {}, label, locale) for label, fn in named.items()]
+        tasks = [Task(active, fn, name=k, locale=locale, batch=batch) for k, fn in named.items()]
     else:
-        tasks = [Task(active, fn, (), {}, None, locale, i) for i, fn in enumerate(callables)]
-    batch = Batch(len(tasks), fail_fast=not return_exceptions)
-    for task in tasks:
-        task.batch = batch
-        if not return_exceptions:
+        tasks = [
+            Task(active, fn, index=i, locale=locale, batch=batch) for i, fn in enumerate(callables)
+        ]
+    if not return_exceptions:
+        for task in tasks:
             task.siblings = tasks
     try:
         results = _run(active, tasks, batch, limit, return_exceptions)
     finally:
         for task in tasks:
             task.siblings = []  # each refers to the others: let them be freed without the GC
-            task.batch = None
     return dict(zip(named, results, strict=True)) if named else results
 
 
 def _run(
-    active: Scope, tasks: list[Task], batch: Batch, limit: float | None, return_exceptions: bool
+    active: Scope, tasks: list[Task], batch: _Batch, limit: float | None, return_exceptions: bool
 ) -> list[Any]:
     """Start `tasks`, run those the caller must, and gather every result in order."""
-    nested = _inline()
-    if nested or not active.enabled:
-        return _start_and_gather(
-            active, tasks, batch, limit, return_exceptions, nested, inline=True
-        )
-    pool = workers.current()
-    pool.caller_enters()
-    try:
-        # Not on SQLite: its queries run in this process, outside the GIL, and one
-        # core would run them one at a time.
-        pin = active.pin_cpu and pool.quiet() and active.engine.dialect.name != "sqlite"
-        with affinity.caller_pinned() if pin else contextlib.nullcontext() as cpu:
-            for task in tasks:
-                task.cpu = cpu
-            return _start_and_gather(
-                active,
-                tasks,
-                batch,
-                limit,
-                return_exceptions,
-                nested,
-                inline=False,
-                pinned=cpu is not None,
-            )
-    finally:
-        pool.caller_leaves()
-
-
-def _start_and_gather(
-    active: Scope,
-    tasks: list[Task],
-    batch: Batch,
-    limit: float | None,
-    return_exceptions: bool,
-    nested: bool,
-    *,
-    inline: bool,
-    pinned: bool = False,
-) -> list[Any]:
-    began = time.perf_counter()
+    inline = current_task() is not None or not active.enabled
     if not inline:
-        active.begin_batch(gil_window=not pinned)
         for task in tasks:
             active.offer(task)
     started = time.monotonic()
     deadline: _Deadline | None = None
     try:
-        until = None if limit is None else started + limit
-        for task in _run_here(active, tasks, batch, inline, until):
+        for task in _run_here(active, tasks, inline):
             if deadline is None and limit is not None:
                 deadline = _Deadline(active, tasks, limit - (time.monotonic() - started))
-            if inline:
-                if active.claim(task):
-                    task.run_inline(counted=not nested)
-            else:
-                try:
-                    task.run_inline(counted=True)
-                finally:
+            try:
+                if task.claim():
+                    task.run(on_worker=False)
+            finally:
+                if not inline:
                     active.done(task)
             if not return_exceptions and task.error is not None:
                 # The tasks not started yet are not run.
@@ -224,27 +204,16 @@ def _start_and_gather(
         if cut_short:
             raise _timeout(limit, cut_short)
     remaining = None if limit is None else max(0.0, limit - (time.monotonic() - started))
-    try:
-        results = _gather(active, tasks, batch, remaining, return_exceptions, limit)
-    finally:
-        window = None if inline else active.end_batch()
-    if not inline:
-        wall = time.perf_counter() - began
-        record_batch(sum(t.cpu_seconds for t in tasks), wall, len(tasks), window)
-    return results
+    return _gather(active, tasks, batch, remaining, return_exceptions, limit)
 
 
-def _run_here(
-    active: Scope, tasks: list[Task], batch: Batch, inline: bool, until: float | None
-) -> Iterator[Task]:
+def _run_here(active: Scope, tasks: list[Task], inline: bool) -> Iterator[Task]:
     """Yield the tasks the caller runs itself.
 
     All of them when nested or disabled. Otherwise those that found no free
     worker thread or idle connection (caller-runs), while the scope runs fewer
     than MAX_WORKERS tasks: the caller does their work at serial cost rather
-    than wait for another request's tasks to end. While the GIL-bound window
-    holds tasks back, the caller waits, and widens it if they stall; it
-    stops waiting at `until` (time.monotonic()), for _gather to time out.
+    than wait for another request's tasks to end.
     """
     if inline:
         yield from tasks
@@ -252,18 +221,19 @@ def _run_here(
     if not active.queued:  # every task went to a worker: the common case when idle
         return
     members = set(tasks)
-    while True:
-        while (task := active.take(members)) is not None:
-            yield task
-        if not active.holding_back(members):
-            return
-        left = STALL if until is None else min(STALL, until - time.monotonic())
-        if left <= 0:
-            return
-        batch.changed.wait(left)
-        if batch.failed:
-            return  # _gather raises it, and cancels the rest
-        active.widen_if_stalled()
+    while (task := active.take(members)) is not None:
+        yield task
+
+
+def _check_callable(fn: Any, what: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{what} must be a callable taking no arguments, not {type(fn).__name__}.")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"{what} is a coroutine function ({getattr(fn, '__qualname__', fn)!r}): "
+            "parallel() and submit() run plain functions in threads. Pass a function "
+            "that is not async."
+        )
 
 
 def _check_options(timeout: Any, return_exceptions: Any) -> None:
@@ -271,7 +241,8 @@ def _check_options(timeout: Any, return_exceptions: Any) -> None:
     # these. Unchecked, the one would fail with an unrelated TypeError later, and
     # the other would be taken as a flag and its task never run.
     if not is_seconds(timeout):
-        raise _bad_option("timeout", timeout, "a positive number of seconds or None")
+        wanted = f"a positive, finite number of seconds (at most {MAX_SECONDS:.0f}) or None"
+        raise _bad_option("timeout", timeout, wanted)
     if not isinstance(return_exceptions, bool):
         raise _bad_option("return_exceptions", return_exceptions, "True or False")
 
@@ -283,28 +254,10 @@ def _bad_option(option: str, value: Any, wanted: str) -> TypeError:
     return TypeError(message)
 
 
-def _check_named(named: dict[str, Any]) -> None:
-    for name, fn in named.items():
-        if not callable(fn):
-            raise TypeError(
-                f"parallel() argument {name!r} must be a callable taking no arguments, "
-                f"not {type(fn).__name__}."
-            )
-
-
-def _check_positional(callables: tuple[Any, ...]) -> None:
-    for i, fn in enumerate(callables):
-        if not callable(fn):
-            raise TypeError(
-                f"parallel() positional argument {i} must be a callable taking no "
-                f"arguments, not {type(fn).__name__}."
-            )
-
-
 def _gather(
     active: Scope,
     tasks: list[Task],
-    batch: Batch,
+    batch: _Batch,
     timeout: float | None,
     return_exceptions: bool,
     limit: float | None,

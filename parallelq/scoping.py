@@ -1,0 +1,371 @@
+"""Scope: one request's (or one scope() block's) Sessions, task queue, cancel and close."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Collection, Iterator
+from concurrent.futures import wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from django import db
+from sqlalchemy import orm
+
+from parallelq import executor, sessions
+from parallelq.conf import get_settings
+from parallelq.engine import get_engine, has_idle_connection
+from parallelq.exceptions import NoScopeError
+
+if TYPE_CHECKING:
+    from parallelq.task import Task
+
+logger = logging.getLogger("parallelq")
+
+# How long teardown waits for tasks still running after their statements were
+# cancelled; a task stuck in Python code past it ends its Session itself.
+TEARDOWN_GRACE = 5.0
+
+_scope_var: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "parallelq.scope", default=None
+)
+
+
+@dataclass
+class Stats:
+    """What a scope's tasks did.
+
+    Attributes:
+        tasks: tasks that ran.
+        db_seconds: their run times added up: what running them one by one costs.
+        wall_seconds: time during which at least one task was running.
+        max_concurrency: the most tasks running at once.
+        in_caller: tasks parallel() ran in its caller's thread because no worker
+            thread was free or no pooled connection idle: above 0, other
+            requests fanned out too, or the process was saturated
+            (ENABLED=False and nested tasks are not counted).
+    """
+
+    tasks: int = 0
+    db_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    max_concurrency: int = 0
+    in_caller: int = 0
+
+
+class Scope:
+    """The Sessions and tasks of one request or one ``scope()`` block.
+
+    Tasks run on worker threads the process shares, at most MAX_WORKERS of
+    this scope at a time, its caller's included; the rest wait in the scope's
+    own queue, and the thread that ends a task starts the next.
+    """
+
+    def __init__(self, *, from_request: bool = False) -> None:
+        conf = get_settings()
+        self.from_request = from_request
+        self.max_workers = conf.MAX_WORKERS
+        self.pool_capacity = conf.pool_capacity
+        self.enabled = conf.ENABLED
+        self.timeout = conf.TIMEOUT
+        self.stats = Stats()
+        self.closed = False
+        self._lock = threading.Lock()
+        self._main: orm.Session | None = None
+        self._engine: sa.Engine | None = None
+        # Live Sessions, ended at teardown, and what logs call each (str() of it).
+        self._sessions: dict[orm.Session, object] = {}
+        self._pending: deque[Task] = deque()
+        self._running: set[Task] = set()
+        self._active = 0  # tasks running now, for stats
+        self._busy_since = 0.0
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._running)} running"
+        return f"<parallelq.Scope {state}, {self.stats.tasks} tasks>"
+
+    @property
+    def engine(self) -> sa.Engine:
+        """Return the Engine the scope's Sessions use: get_engine()'s when first asked."""
+        if self._engine is None:
+            self._engine = get_engine()
+        return self._engine
+
+    def get_session(self) -> orm.Session:
+        """Return the scope's own Session, used by the thread that opened the scope."""
+        if self._main is None:
+            self.check_open("parallelq.session")
+            main = sessions.new_session(sessions.RequestSession, self.engine)
+            self.add_session(main, f"the {'request' if self.from_request else 'scope'}'s session")
+            self._main = main
+        return self._main
+
+    session = property(get_session)
+
+    @property
+    def queued(self) -> bool:
+        """Return True if tasks wait in the scope's queue."""
+        return bool(self._pending)
+
+    @property
+    def open_sessions(self) -> int:
+        """Return how many Sessions the scope holds: its own, and those of running tasks."""
+        return len(self._sessions)
+
+    def check_open(self, what: str) -> None:
+        """Raise NoScopeError if the scope has been torn down; `what` names who asked."""
+        if self.closed:
+            raise NoScopeError(
+                f"{what} was used after its parallelq scope was torn down. "
+                "Finish the work inside the request or the `with parallelq.scope():` block."
+            )
+
+    def add_session(self, session: orm.Session, owner: object) -> None:
+        """Register `session` to be ended at teardown; logs call it str(owner).
+
+        Raises:
+            NoScopeError: the scope is closed; `session` is closed here.
+        """
+        with self._lock:
+            if not self.closed:
+                self._sessions[session] = owner
+                return
+        session.close()
+        self.check_open("parallelq.session")
+
+    def discard_session(self, session: orm.Session) -> None:
+        """Forget `session`, which its task has ended itself."""
+        with self._lock:
+            self._sessions.pop(session, None)
+
+    def start(self, task: Task) -> None:
+        """Run `task` on a worker thread, or queue it behind MAX_WORKERS running ones.
+
+        When every worker thread is busy the task waits for one, as submit()
+        promises a task that runs without its caller.
+        """
+        self._dispatch(task, caller_runs=False)
+
+    def offer(self, task: Task) -> None:
+        """Hand `task` to a free worker thread, or else queue it.
+
+        When no worker thread is free or no connection idle the task is queued too,
+        and the caller should run it (take()) rather than wait: a saturated
+        process then does its work at serial cost.
+        """
+        self._dispatch(task, caller_runs=True)
+
+    def _dispatch(self, task: Task, *, caller_runs: bool) -> None:
+        workers = executor.current()
+        with self._lock:
+            self.check_open("parallel()" if caller_runs else "submit()")
+            full = len(self._running) >= self.max_workers
+            if full or (caller_runs and not self._room_locked(workers)):
+                self._pending.append(task)
+                return
+            self._running.add(task)
+        workers.submit(functools.partial(self._work, task), reserved=caller_runs)
+
+    def _room_locked(self, workers: executor.Executor) -> bool:
+        # Called with self._lock held; reserves a worker thread if it returns True.
+        idle = has_idle_connection(self.engine, self.pool_capacity, workers.starting)
+        return idle and workers.reserve()
+
+    def take(self, batch: Collection[Task]) -> Task | None:
+        """Return a queued task of `batch` for the caller to run now, if any.
+
+        Queued tasks of `batch` go to worker threads first, as far as free ones
+        and idle connections allow; the caller gets the first of the rest. None
+        while MAX_WORKERS tasks run: the threads that run them start the queued
+        ones as they finish. The caller gives the task back with done().
+        """
+        workers = executor.current()
+        handed: list[Task] = []
+        chosen = None
+        with self._lock:
+            for task in [t for t in self._pending if t in batch]:
+                if self.closed or len(self._running) >= self.max_workers:
+                    break
+                if task.started:  # cancelled while it waited
+                    self._pending.remove(task)
+                    continue
+                if self._room_locked(workers):
+                    handed.append(task)
+                elif chosen is None:
+                    chosen = task
+                else:
+                    continue
+                self._pending.remove(task)
+                self._running.add(task)
+            if chosen is not None:
+                self.stats.in_caller += 1
+        for task in handed:
+            workers.submit(functools.partial(self._work, task), reserved=True)
+        return chosen
+
+    def done(self, task: Task) -> None:
+        """Forget `task`, which take() lent to the caller and the caller has run.
+
+        A task submit() queued behind it goes to a worker: no caller takes it.
+        """
+        with self._lock:
+            self._running.discard(task)
+            submitted = [t for t in self._pending if t.batch is None]
+            following = self._next_pending(submitted[0]) if submitted else None
+        if following is not None:
+            executor.current().submit(functools.partial(self._work, following), reserved=False)
+
+    def _work(self, task: Task | None) -> None:
+        # A worker runs the scope's queued tasks after its own, with no hand-off.
+        try:
+            while task is not None:
+                if task.claim():
+                    task.run(on_worker=True)
+                with self._lock:
+                    self._running.discard(task)
+                    task = self._next_pending()
+        finally:
+            db.close_old_connections()  # Django connections the tasks opened in this thread
+
+    def _next_pending(self, task: Task | None = None) -> Task | None:
+        # Called with self._lock held: take `task`, or the first queued, to run.
+        if self.closed or not self._pending:
+            return None
+        if task is None:
+            task = self._pending[0]
+        self._pending.remove(task)
+        self._running.add(task)
+        return task
+
+    def task_started(self) -> None:
+        """Count a task that began running, for stats."""
+        with self._lock:
+            self._active += 1
+            if self._active == 1:
+                self._busy_since = time.perf_counter()
+            self.stats.max_concurrency = max(self.stats.max_concurrency, self._active)
+
+    def task_finished(self, seconds: float) -> None:
+        """Count a task that ran for `seconds`, for stats."""
+        with self._lock:
+            self.stats.tasks += 1
+            self.stats.db_seconds += seconds
+            self._active -= 1
+            if self._active == 0:
+                self.stats.wall_seconds += time.perf_counter() - self._busy_since
+
+    def cancel(self, tasks: list[Task]) -> None:
+        """Drop `tasks` that have not started, and cancel the statements of running ones."""
+        with self._lock:
+            for task in tasks:
+                if task in self._pending:
+                    self._pending.remove(task)
+        for task in tasks:
+            task.cancel()
+
+    def close(self) -> None:
+        """Cancel what is still running, then roll back and close every Session.
+
+        Each step runs even if one before it failed, as scoped_session.remove()
+        ends a Session whatever happened to it.
+        """
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            pending, running = list(self._pending), list(self._running)
+            self._pending.clear()
+        try:
+            for task in pending:
+                task.cancel()
+            self._stop(running)
+        finally:
+            with self._lock:
+                ended, self._sessions = self._sessions, {}
+                busy = {task.session for task in self._running}
+            self._main = None
+            for session, owner in ended.items():
+                if session not in busy:
+                    _end_quietly(session, owner)
+
+    def _stop(self, running: list[Task]) -> None:
+        # A cancel that reaches the server just before the statement does is
+        # ignored there, so it is sent again until the tasks have returned.
+        deadline = time.monotonic() + TEARDOWN_GRACE
+        not_done = {t.future for t in running}
+        while not_done and time.monotonic() < deadline:
+            for task in running:
+                task.cancel()
+            wait(not_done, timeout=min(0.5, deadline - time.monotonic()))
+            not_done = {f for f in not_done if not f.done()}
+        if not_done:
+            logger.warning(
+                "%d task(s) still running %.0f s after their scope ended; "
+                "each ends its own Session when it returns.",
+                len(not_done),
+                TEARDOWN_GRACE,
+            )
+
+
+def _end_quietly(session: orm.Session, owner: object) -> None:
+    try:
+        sessions.end_session(session, owner)
+    except Exception:
+        logger.exception("Closing %s failed", owner)
+
+
+def current_scope(what: str = "parallelq") -> Scope:
+    """Return the active scope.
+
+    Raises:
+        NoScopeError: no request or scope() is active in this context.
+    """
+    active = _scope_var.get()
+    if active is None:
+        raise NoScopeError(sessions.NO_SCOPE.format(what=what))
+    return active
+
+
+@contextlib.contextmanager
+def scope() -> Iterator[Scope]:
+    """Open a scope for code outside a request: commands, scripts, jobs, the shell.
+
+    Yields:
+        The Scope; it is torn down on exit like a request's.
+    """
+    opened = Scope()
+    token = _scope_var.set(opened)
+    session_token = sessions.current.set(opened.get_session)
+    try:
+        yield opened
+    finally:
+        sessions.current.reset(session_token)
+        _scope_var.reset(token)
+        opened.close()
+
+
+def open_request_scope() -> Scope:
+    """Open the scope of a request; close_request_scope() tears it down."""
+    stale = _scope_var.get()
+    if stale is not None and stale.from_request:
+        # request_finished never reached the last request of this context.
+        stale.close()
+    opened = Scope(from_request=True)
+    _scope_var.set(opened)
+    sessions.current.set(opened.get_session)
+    return opened
+
+
+def close_request_scope() -> None:
+    """Tear down the scope open_request_scope() set in this context, if any."""
+    active = _scope_var.get()
+    if active is not None and active.from_request:
+        _scope_var.set(None)
+        sessions.current.set(None)
+        active.close()
