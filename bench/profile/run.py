@@ -22,9 +22,9 @@ import parallelq
 from bench.compare import config, database, machine, markdown, proc, schema
 from bench.compare.workloads import Lookups
 from bench.profile import timeline
-from parallelq import affinity, workers
 
 TASKS = 50
+PAUSE = 0.05  # seconds of quiet before each way, as between the benchmark's contenders
 PROFILED_REPS = 20
 
 
@@ -70,16 +70,13 @@ def profile(reps: int) -> str:
         # Its connections stay in autocommit: a Session sends no BEGIN or ROLLBACK.
         floor_engine = config.sync_engine(db, "floor", isolation_level="AUTOCOMMIT")
         executor = ThreadPoolExecutor(config.MAX_WORKERS)
-        # Its own threads: holding them on one core must not hold the thread peer's.
-        held = ThreadPoolExecutor(config.MAX_WORKERS)
         try:
-            ways = _ways(workload, threads_engine, floor_engine, executor, held)
+            ways = _ways(workload, threads_engine, floor_engine, executor)
             costs = _measure(ways, workload, reps)
             profiled = {w.name: _profile(w) for w in ways[:2]}
             fanout = timeline.measure(threads_engine, executor, reps)
         finally:
             executor.shutdown()
-            held.shutdown()
             threads_engine.dispose()
             floor_engine.dispose()
             parallelq.get_engine().dispose()
@@ -92,7 +89,6 @@ def _ways(
     threads_engine: Any,
     floor_engine: Any,
     executor: ThreadPoolExecutor,
-    held: ThreadPoolExecutor,
 ) -> list[Way]:
     lookups = [functools.partial(_lookup, workload, i) for i in range(TASKS)]
     noops = [_noop] * TASKS
@@ -117,11 +113,6 @@ def _ways(
             executor.map(functools.partial(_own_session, workload, threads_engine), range(TASKS))
         )
 
-    def sessions_on_one_core() -> list[Any]:
-        with affinity.caller_pinned() as cpu:
-            lookup = functools.partial(_own_session_on, cpu, workload, floor_engine)
-            return list(held.map(lookup, range(TASKS)))
-
     return [
         Way("serial", "the lookups one after another on the scope's own Session", serial),
         Way(
@@ -136,14 +127,6 @@ def _ways(
             "thread, on connections kept in autocommit (no BEGIN, no ROLLBACK): what a "
             "Session and a checkout per task cost before any thread or parallelq code",
             sessions,
-        ),
-        Way(
-            "a Session per lookup on threads, one core, no parallelq",
-            f"plain SQLAlchemy Sessions as in the way above, but on {config.MAX_WORKERS} "
-            "threads held on the caller's core, as parallelq holds a quiet process's call: "
-            "the contract's shape at the least SQLAlchemy makes it cost, with the overlap "
-            "of round trips that threads give",
-            sessions_on_one_core,
         ),
         Way(
             "no-op tasks, caller's thread",
@@ -184,11 +167,6 @@ def _own_session(workload: Lookups, engine: Any, i: int) -> Any:
         return workload.sa_call(session, i)
 
 
-def _own_session_on(cpu: int | None, workload: Lookups, engine: Any, i: int) -> Any:
-    affinity.follow(cpu)  # a system call only when the thread is elsewhere
-    return _own_session(workload, engine, i)
-
-
 def _measure(ways: list[Way], workload: Lookups, reps: int) -> dict[str, Cost]:
     costs = {way.name: Cost() for way in ways}
     for way in ways:
@@ -196,9 +174,7 @@ def _measure(ways: list[Way], workload: Lookups, reps: int) -> dict[str, Cost]:
     for rep in range(reps):
         shift = rep % len(ways)
         for way in ways[shift:] + ways[:shift]:
-            # Each way starts in a quiet process, as one between the benchmark's
-            # contenders does: parallelq holds only a quiet process's calls on one core.
-            time.sleep(workers.QUIET_FOR)
+            time.sleep(PAUSE)  # each way starts in a quiet process
             gc.collect()
             before, pg_before = resource.getrusage(resource.RUSAGE_SELF), _postgres_cpu()
             started = time.perf_counter()
@@ -288,8 +264,8 @@ def _method(ways: list[Way]) -> str:
     return (
         f"## Method\n\nEach repetition runs {TASKS} primary-key lookups of distinct "
         "`bench_item` rows, loaded as ORM objects, in each of these ways, round-robin (the "
-        f"first way rotates), each after a {workers.QUIET_FOR * 1e3:.0f} ms pause (so that "
-        "parallelq finds the process quiet, as between the benchmark's contenders) and a "
+        f"first way rotates), each after a {PAUSE * 1e3:.0f} ms pause (as between the "
+        "benchmark's contenders) and a "
         f"`gc.collect()`:\n\n{listed}\n\n"
         "CPU and context switches are this process's, from `getrusage(RUSAGE_SELF)` "
         "(every thread); PostgreSQL's CPU is every `postgres` process's, from `/proc`. "

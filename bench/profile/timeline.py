@@ -25,9 +25,9 @@ from sqlalchemy import orm
 import parallelq
 from bench.compare import markdown
 from bench.compare.workloads import Sleeps
-from parallelq import workers
 
 TASKS, SECONDS = 5, 0.1
+PAUSE = 0.05  # seconds of quiet before each run
 CONTENDERS = ("parallelq", "threads")
 # Rows of the report: a name, and how to read it off one run's Marks.
 _ROWS: list[tuple[str, Callable[[Marks], float]]] = [
@@ -118,7 +118,7 @@ def measure(
     try:
         for rep in range(reps):
             for name in CONTENDERS if rep % 2 == 0 else CONTENDERS[::-1]:
-                time.sleep(workers.QUIET_FOR)  # as between the benchmark's contenders
+                time.sleep(PAUSE)  # as between the benchmark's contenders
                 gc.collect()
                 clock.start()
                 results = runs[name]()
@@ -146,8 +146,8 @@ def report(marks: dict[str, list[Marks]]) -> str:
         "## Fan-out, statement by statement\n\n"
         f"{TASKS} × `SELECT pg_sleep({SECONDS})`, the benchmark's goal-1 scenario, "
         f"{len(pairs)} times each way, alternating which goes first, each after a "
-        f"{workers.QUIET_FOR * 1e3:.0f} ms pause (parallelq finds the process quiet, as "
-        "between the benchmark's contenders) and a `gc.collect()`: *parallelq* in a "
+        f"{PAUSE * 1e3:.0f} ms pause (as between the benchmark's contenders) "
+        "and a `gc.collect()`: *parallelq* in a "
         "`parallelq.scope()`, and *threads*, the benchmark's thread peer. Each task's "
         "callable notes when it begins; hooks on the two Engines "
         "(`before_cursor_execute`, `after_cursor_execute`) note when its statement is "
