@@ -228,7 +228,7 @@ def _run_here(active: Scope, tasks: list[Task], inline: bool) -> Iterator[Task]:
 def _check_callable(fn: Any, what: str) -> None:
     if not callable(fn):
         raise TypeError(f"{what} must be a callable taking no arguments, not {type(fn).__name__}.")
-    if inspect.iscoroutinefunction(fn):
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         raise TypeError(
             f"{what} is a coroutine function ({getattr(fn, '__qualname__', fn)!r}): "
             "parallel() and submit() run plain functions in threads. Pass a function "
@@ -241,7 +241,7 @@ def _check_options(timeout: Any, return_exceptions: Any) -> None:
     # these. Unchecked, the one would fail with an unrelated TypeError later, and
     # the other would be taken as a flag and its task never run.
     if not is_seconds(timeout):
-        wanted = f"a positive, finite number of seconds (at most {MAX_SECONDS:.0f}) or None"
+        wanted = f"a positive, finite number of seconds (at most {int(MAX_SECONDS)}) or None"
         raise _bad_option("timeout", timeout, wanted)
     if not isinstance(return_exceptions, bool):
         raise _bad_option("return_exceptions", return_exceptions, "True or False")

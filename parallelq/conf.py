@@ -106,6 +106,8 @@ def validate(user: Any) -> list[Problem]:
 # The longest wait threading accepts (about 292 years on Linux); a longer one
 # raises OverflowError deep inside a wait.
 MAX_SECONDS = threading.TIMEOUT_MAX
+# PostgreSQL's longest statement_timeout: 2147483647 ms, about 24.8 days.
+MAX_STATEMENT_SECONDS = 2_147_483.647
 
 
 def is_seconds(value: Any) -> bool:
@@ -128,14 +130,14 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
                 "Set it to the most tasks one request may run at once, e.g. 8.",
             )
         )
-    for key in ("TIMEOUT", "STATEMENT_TIMEOUT"):
+    for key, most in (("TIMEOUT", MAX_SECONDS), ("STATEMENT_TIMEOUT", MAX_STATEMENT_SECONDS)):
         seconds = merged[key]
-        if not is_seconds(seconds):
+        if not is_seconds(seconds) or (seconds is not None and seconds > most):
             problems.append(
                 Problem(
                     "parallelq.E003",
                     f"PARALLELQ['{key}'] must be a positive, finite number of seconds "
-                    f"(at most {MAX_SECONDS:.0f}) or None, not {seconds!r}.",
+                    f"(at most {int(most)}) or None, not {seconds!r}.",
                     "Use None for no limit.",
                 )
             )

@@ -205,11 +205,12 @@ class Task:
             self._end_session()
 
     def _check_result(self, result: Any) -> Any:
-        if inspect.iscoroutine(result):
-            result.close()  # never awaited: close it, or Python warns of it later
+        if inspect.iscoroutine(result) or inspect.isasyncgen(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: close it, or Python warns of it later
             raise TypeError(
-                f"{self} returned a coroutine: parallel() and submit() run plain "
-                "functions in threads. Pass a function that is not async."
+                f"{self} returned {type(result).__name__} {result!r}: parallel() and "
+                "submit() run plain functions in threads. Pass a function that is not async."
             )
         if not isinstance(result, _CHECKED):
             return result

@@ -10,7 +10,10 @@ from parallelq.test import DiscoverRunner
 
 class Runner(DiscoverRunner):
     def suite_result(self, suite: Any, result: unittest.TestResult, **kwargs: Any) -> int:
-        failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+        # A test whose subtests fail is one failed test, however many of them fail.
+        broken = [test for test, _ in result.failures + result.errors]
+        ids = {getattr(test, "test_case", test).id() for test in broken}
+        failed = len(ids) + len(result.unexpectedSuccesses)
         skipped = len(result.skipped)
         passed = result.testsRun - failed - skipped - len(result.expectedFailures)
         print(f"{passed} passed, {failed} failed, {skipped} skipped")

@@ -263,7 +263,7 @@ class SettingsCheckTests(SimpleTestCase):
         self.assertChecks(
             Error(
                 "PARALLELQ['STATEMENT_TIMEOUT'] must be a positive, finite number of seconds "
-                "(at most 9223372036) or None, not 0.",
+                "(at most 2147483) or None, not 0.",
                 hint="Use None for no limit.",
                 id="parallelq.E003",
             )
