@@ -42,7 +42,7 @@ def submit(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T
         if task.claim():
             task.run(on_worker=False)
     else:
-        active.start(task)
+        active.dispatch(task, caller_runs=False)
     return task.future
 
 
@@ -179,7 +179,7 @@ def _run(
     inline = current_task() is not None or not active.enabled
     if not inline:
         for task in tasks:
-            active.offer(task)
+            active.dispatch(task, caller_runs=True)
     started = time.monotonic()
     deadline: _Deadline | None = None
     try:
@@ -218,10 +218,7 @@ def _run_here(active: Scope, tasks: list[Task], inline: bool) -> Iterator[Task]:
     if inline:
         yield from tasks
         return
-    if not active.queued:  # every task went to a worker: the common case when idle
-        return
-    members = set(tasks)
-    while (task := active.take(members)) is not None:
+    while (task := active.take(tasks)) is not None:
         yield task
 
 

@@ -13,6 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from parallelq.conf import Settings, get_settings
 from parallelq.pool import CancellableQueuePool, track_borrowers
+from parallelq.sessions import COMMITTED
 
 # Django's OPTIONS keys that Django itself consumes instead of passing to psycopg.
 _DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "server_side_binding", "assume_role", "pool"})
@@ -191,24 +192,48 @@ def _build(conf: Settings) -> sa.Engine:
     engine = sa.create_engine(url, connect_args=connect_args, **options)
     track_borrowers(engine)
     if postgresql:
-        sa.event.listen(engine, "connect", _server_settings(conf.STATEMENT_TIMEOUT))
+        settings = _ConnectionSettings(conf.STATEMENT_TIMEOUT)
+        sa.event.listen(engine, "connect", settings.set)
+        sa.event.listen(engine, "checkin", settings.reset_if_committed)
     return engine
 
 
-def _server_settings(statement_timeout: float | None) -> Any:
-    """Return a connect listener that sets parallelq's limits on each new PostgreSQL connection."""
-    settings = {}
-    if statement_timeout is not None:
-        settings["statement_timeout"] = max(1, round(statement_timeout * 1000))
+class _ConnectionSettings:
+    """parallelq's settings on each PostgreSQL connection, kept there when tasks commit.
 
-    def set_limits(dbapi_connection: Any, record: Any) -> None:
-        limits = dict(settings)
-        if dbapi_connection.info.server_version >= 140000:
-            limits["client_connection_check_interval"] = CLIENT_CHECK_MS
-        with dbapi_connection.cursor() as cursor:
-            for name, milliseconds in limits.items():
-                # set_config(…, false) is SET: it lasts as long as the connection.
-                cursor.execute("SELECT set_config(%s, %s, false)", (name, str(milliseconds)))
+    A task's session-level SET (or set_config(…, false)) that it does not commit
+    is undone by the pool's rollback; one that it commits would outlive the task
+    on the pooled connection and reach another request. So a connection a task
+    committed on is reset with RESET ALL when it is checked in, and these
+    settings are made again.
+    """
+
+    def __init__(self, statement_timeout: float | None) -> None:
+        # Plain SQL, no parameters: every PostgreSQL driver runs it alike.
+        self.statements = [
+            # PostgreSQL 13 and older have no such setting: WHERE leaves it alone there.
+            f"SELECT set_config('client_connection_check_interval', '{CLIENT_CHECK_MS}', false) "
+            "WHERE current_setting('server_version_num')::int >= 140000"
+        ]
+        if statement_timeout is not None:
+            milliseconds = max(1, round(statement_timeout * 1000))
+            self.statements.append(f"SET statement_timeout = {milliseconds}")
+
+    def set(self, dbapi_connection: Any, record: Any = None, *, reset: bool = False) -> None:
+        """Make the settings on a new connection (a connect listener)."""
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in (["RESET ALL"] if reset else []) + self.statements:
+                cursor.execute(statement)  # a SET lasts as long as the connection
+        finally:
+            cursor.close()
         dbapi_connection.commit()  # or the pool's rollback at check-in would undo them
 
-    return set_limits
+    def reset_if_committed(self, dbapi_connection: Any, record: Any) -> None:
+        """Reset a connection a task committed on (a checkin listener, after the rollback)."""
+        if not record.info.pop(COMMITTED, False) or dbapi_connection is None:
+            return
+        try:
+            self.set(dbapi_connection, reset=True)
+        except Exception as exc:  # noqa: BLE001 - as SQLAlchemy's own reset: drop the connection
+            record.invalidate(exc)

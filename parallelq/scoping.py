@@ -11,7 +11,6 @@ import time
 from collections import deque
 from collections.abc import Collection, Iterator
 from concurrent.futures import wait
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -22,6 +21,7 @@ from parallelq import executor, sessions
 from parallelq.conf import get_settings
 from parallelq.engine import get_engine, has_idle_connection
 from parallelq.exceptions import NoScopeError
+from parallelq.stats import Stats
 
 if TYPE_CHECKING:
     from parallelq.task import Task
@@ -37,34 +37,11 @@ _scope_var: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
 )
 
 
-@dataclass
-class Stats:
-    """What a scope's tasks did.
-
-    Attributes:
-        tasks: tasks that ran.
-        db_seconds: their run times added up: what running them one by one costs.
-        wall_seconds: time during which at least one task was running.
-        max_concurrency: the most tasks running at once.
-        in_caller: tasks parallel() ran in its caller's thread because no worker
-            thread was free or no pooled connection idle: above 0, other
-            requests fanned out too, or the process was saturated
-            (ENABLED=False and nested tasks are not counted).
-    """
-
-    tasks: int = 0
-    db_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    max_concurrency: int = 0
-    in_caller: int = 0
-
-
 class Scope:
     """The Sessions and tasks of one request or one ``scope()`` block.
 
-    Tasks run on worker threads the process shares, at most MAX_WORKERS of
-    this scope at a time, its caller's included; the rest wait in the scope's
-    own queue, and the thread that ends a task starts the next.
+    At most MAX_WORKERS of its tasks run at a time, its caller's included; the
+    rest wait in its own queue, and the thread that ends a task starts the next.
     """
 
     def __init__(self, *, from_request: bool = False) -> None:
@@ -79,12 +56,9 @@ class Scope:
         self._lock = threading.Lock()
         self._main: orm.Session | None = None
         self._engine: sa.Engine | None = None
-        # Live Sessions, ended at teardown, and what logs call each (str() of it).
-        self._sessions: dict[orm.Session, object] = {}
+        self._sessions = sessions.Registry()
         self._pending: deque[Task] = deque()
         self._running: set[Task] = set()
-        self._active = 0  # tasks running now, for stats
-        self._busy_since = 0.0
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._running)} running"
@@ -109,11 +83,6 @@ class Scope:
     session = property(get_session)
 
     @property
-    def queued(self) -> bool:
-        """Return True if tasks wait in the scope's queue."""
-        return bool(self._pending)
-
-    @property
     def open_sessions(self) -> int:
         """Return how many Sessions the scope holds: its own, and those of running tasks."""
         return len(self._sessions)
@@ -134,34 +103,22 @@ class Scope:
         """
         with self._lock:
             if not self.closed:
-                self._sessions[session] = owner
+                self._sessions.add(session, owner)
                 return
         session.close()
         self.check_open("parallelq.session")
 
     def discard_session(self, session: orm.Session) -> None:
         """Forget `session`, which its task has ended itself."""
-        with self._lock:
-            self._sessions.pop(session, None)
+        self._sessions.discard(session)
 
-    def start(self, task: Task) -> None:
+    def dispatch(self, task: Task, *, caller_runs: bool) -> None:
         """Run `task` on a worker thread, or queue it behind MAX_WORKERS running ones.
 
-        When every worker thread is busy the task waits for one, as submit()
-        promises a task that runs without its caller.
+        With `caller_runs` (parallel()), a task that finds no free worker thread or
+        idle connection is queued for its caller to take(); otherwise (submit()) it
+        waits in the executor for a worker thread.
         """
-        self._dispatch(task, caller_runs=False)
-
-    def offer(self, task: Task) -> None:
-        """Hand `task` to a free worker thread, or else queue it.
-
-        When no worker thread is free or no connection idle the task is queued too,
-        and the caller should run it (take()) rather than wait: a saturated
-        process then does its work at serial cost.
-        """
-        self._dispatch(task, caller_runs=True)
-
-    def _dispatch(self, task: Task, *, caller_runs: bool) -> None:
         workers = executor.current()
         with self._lock:
             self.check_open("parallel()" if caller_runs else "submit()")
@@ -178,13 +135,14 @@ class Scope:
         return idle and workers.reserve()
 
     def take(self, batch: Collection[Task]) -> Task | None:
-        """Return a queued task of `batch` for the caller to run now, if any.
+        """Return a queued task of `batch` for the caller to run now, then to give back: done().
 
-        Queued tasks of `batch` go to worker threads first, as far as free ones
-        and idle connections allow; the caller gets the first of the rest. None
-        while MAX_WORKERS tasks run: the threads that run them start the queued
-        ones as they finish. The caller gives the task back with done().
+        Queued tasks of `batch` go to free worker threads first; the caller gets the
+        first of the rest. None while MAX_WORKERS tasks run: their threads start the
+        queued ones as they finish.
         """
+        if not self._pending:  # every task went to a worker: the common case when idle
+            return None
         workers = executor.current()
         handed: list[Task] = []
         chosen = None
@@ -243,23 +201,6 @@ class Scope:
         self._running.add(task)
         return task
 
-    def task_started(self) -> None:
-        """Count a task that began running, for stats."""
-        with self._lock:
-            self._active += 1
-            if self._active == 1:
-                self._busy_since = time.perf_counter()
-            self.stats.max_concurrency = max(self.stats.max_concurrency, self._active)
-
-    def task_finished(self, seconds: float) -> None:
-        """Count a task that ran for `seconds`, for stats."""
-        with self._lock:
-            self.stats.tasks += 1
-            self.stats.db_seconds += seconds
-            self._active -= 1
-            if self._active == 0:
-                self.stats.wall_seconds += time.perf_counter() - self._busy_since
-
     def cancel(self, tasks: list[Task]) -> None:
         """Drop `tasks` that have not started, and cancel the statements of running ones."""
         with self._lock:
@@ -287,12 +228,9 @@ class Scope:
             self._stop(running)
         finally:
             with self._lock:
-                ended, self._sessions = self._sessions, {}
                 busy = {task.session for task in self._running}
             self._main = None
-            for session, owner in ended.items():
-                if session not in busy:
-                    _end_quietly(session, owner)
+            self._sessions.end_all(but=busy)
 
     def _stop(self, running: list[Task]) -> None:
         # A cancel that reaches the server just before the statement does is
@@ -311,13 +249,6 @@ class Scope:
                 len(not_done),
                 TEARDOWN_GRACE,
             )
-
-
-def _end_quietly(session: orm.Session, owner: object) -> None:
-    try:
-        sessions.end_session(session, owner)
-    except Exception:
-        logger.exception("Closing %s failed", owner)
 
 
 def current_scope(what: str = "parallelq") -> Scope:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -24,6 +25,10 @@ _CONNECTION = "parallelq.connection"
 _TASK = "parallelq.task"
 
 _PG_IN_TRANSACTION = 2  # INTRANS in psycopg2 and psycopg 3 alike
+
+# In a pooled connection's info: a task committed on it, so session-level
+# settings it made may outlive the task (engine.py resets them at check-in).
+COMMITTED = "parallelq.committed"
 
 NO_SCOPE = (
     "{what} needs an active parallelq scope. Add "
@@ -117,6 +122,38 @@ def end_session(session: orm.Session, owner: object) -> None:
         session.info.pop(_TASK, None)  # the task refers to its Session too
 
 
+class Registry:
+    """The live Sessions of one scope, and what logs call each: ended at its teardown."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owners: dict[orm.Session, object] = {}
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    def add(self, session: orm.Session, owner: object) -> None:
+        """Register `session`, which logs call str(owner)."""
+        with self._lock:
+            self._owners[session] = owner
+
+    def discard(self, session: orm.Session) -> None:
+        """Forget `session`, which its owner has ended itself."""
+        with self._lock:
+            self._owners.pop(session, None)
+
+    def end_all(self, but: Collection[orm.Session | None] = ()) -> None:
+        """End every Session but those in `but`, whose owners still use them, and forget them."""
+        with self._lock:
+            owners, self._owners = self._owners, {}
+        for session, owner in owners.items():
+            if session not in but:
+                try:
+                    end_session(session, owner)
+                except Exception:
+                    logger.exception("Closing %s failed", owner)
+
+
 def has_unsaved_writes(session: orm.Session) -> bool:
     """Return True if `session` has changes that its rollback would lose."""
     if session.new or session.deleted or session.dirty or session.info.get(_FLUSHED):
@@ -167,6 +204,13 @@ def _refuse_if_cancelled(session: orm.Session, transaction: Any, connection: Any
     task = session.info.get(_TASK)
     if task is not None:
         task.check_cancelled()
+
+
+@sa.event.listens_for(TaskSession, "after_commit")
+def _note_commit(session: orm.Session) -> None:
+    connection = session.info.get(_CONNECTION)
+    if connection is not None and not connection.invalidated:
+        connection.connection.info[COMMITTED] = True
 
 
 @sa.event.listens_for(TaskSession, "after_flush")

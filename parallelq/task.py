@@ -7,7 +7,6 @@ or cancelled before that, and never both: claim(), run(), cancel().
 from __future__ import annotations
 
 import contextvars
-import inspect
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ from parallelq import pool, sessions
 from parallelq.cancel import cancel_statement
 from parallelq.context import Locale
 from parallelq.exceptions import ParallelQueryError
+from parallelq.results import checked
 
 if TYPE_CHECKING:
     from parallelq.scoping import Scope
@@ -33,17 +33,6 @@ T = TypeVar("T")
 _task_var: contextvars.ContextVar[Task | None] = contextvars.ContextVar(
     "parallelq.task", default=None
 )
-
-# What a task may not return: each would use the task's Session or connection
-# after the task has ended the one and given back the other.
-_BOUND_TO_SESSION = {
-    orm.Session: "its Session, which ends with the task. Return what it loaded instead",
-    orm.Query: "a Query, which would run on the task's ended Session. Return query.all()",
-    sa.engine.result.FilterResult: "a {type}, which would read rows from a connection the "
-    "task has given back. Return its rows: .all(), .first() or .one()",
-}
-# Every type _check_result() looks at, to let anything else through in one check.
-_CHECKED = (sa.engine.Result, *_BOUND_TO_SESSION)
 
 
 def current_task() -> Task | None:
@@ -176,11 +165,11 @@ class Task:
         # A nested task's time is already part of the task it runs in.
         counted = on_worker or _task_var.get() is None
         if counted:
-            self.scope.task_started()
+            self.scope.stats.task_started()
         started = time.perf_counter()
         ok, outcome = context.run(self._call, on_worker)
         if counted:
-            self.scope.task_finished(time.perf_counter() - started)
+            self.scope.stats.task_finished(time.perf_counter() - started)
         self._settle(ok, outcome)
         if not ok and self.siblings:
             # Fail fast from here, before this thread can start a queued sibling,
@@ -194,8 +183,8 @@ class Task:
         try:
             if on_worker and not self.locale.defaults:  # see Locale.applied()
                 with self.locale.applied():
-                    return True, self._check_result(self.fn(*self.args, **self.kwargs))
-            return True, self._check_result(self.fn(*self.args, **self.kwargs))
+                    return True, checked(self, self.fn(*self.args, **self.kwargs))
+            return True, checked(self, self.fn(*self.args, **self.kwargs))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
             self.failed_at = time.monotonic()
             if isinstance(exc, sa.exc.TimeoutError):
@@ -203,27 +192,6 @@ class Task:
             return False, exc
         finally:
             self._end_session()
-
-    def _check_result(self, result: Any) -> Any:
-        if inspect.iscoroutine(result) or inspect.isasyncgen(result):
-            if inspect.iscoroutine(result):
-                result.close()  # never awaited: close it, or Python warns of it later
-            raise TypeError(
-                f"{self} returned {type(result).__name__} {result!r}: parallel() and "
-                "submit() run plain functions in threads. Pass a function that is not async."
-            )
-        if not isinstance(result, _CHECKED):
-            return result
-        if isinstance(result, sa.engine.Result) and getattr(result, "returns_rows", True):
-            # Read every row now, while the task still holds the connection; the
-            # caller gets a Result of its own over them.
-            return result.freeze()()
-        for kind, why in _BOUND_TO_SESSION.items():
-            if isinstance(result, kind):
-                raise ParallelQueryError(
-                    f"Task {self.name!r} returned {why.format(type=type(result).__name__)}."
-                )
-        return result
 
     def _settle(self, ok: bool, outcome: Any) -> None:
         self.future._task = None  # a settled Future has nothing left to cancel

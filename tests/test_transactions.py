@@ -1,8 +1,8 @@
 """A task's Session runs in a transaction, as every SQLAlchemy Session does.
 
 So what a task sets for its transaction (set_config(..., true), an advisory
-xact lock) lasts until its commit or end, and nothing it leaves uncommitted,
-not even a session-level set_config(), reaches another request's tasks.
+xact lock) lasts until its commit or end, and nothing it sets, not even a
+session-level set_config() it commits, reaches another request's tasks.
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ TENANT = sa.text("SELECT current_setting('app.tenant', true)")
 WIDE = {"MAX_WORKERS": 15, "ENGINE_OPTIONS": {"pool_size": 16, "max_overflow": 0}}
 
 
-def set_tenant(is_local: bool) -> int:
-    """Set app.tenant to 'A' on the current Session without committing; return its backend pid."""
+def set_tenant(is_local: bool, commit: bool = False) -> int:
+    """Set app.tenant to 'A' on the current Session; return its backend pid."""
     session.execute(sa.text("SELECT set_config('app.tenant', 'A', :local)"), {"local": is_local})
     sleep(0.1)  # the siblings hold connections of their own meanwhile
-    return backend_pid()
+    pid = backend_pid()
+    if commit:
+        session.commit()
+    return pid
 
 
 def read_tenant() -> tuple[int, str | None]:
@@ -36,6 +39,13 @@ def read_tenant() -> tuple[int, str | None]:
     tenant = session.execute(TENANT).scalar_one()
     sleep(0.1)
     return backend_pid(), tenant
+
+
+def show_limits() -> tuple[str, str]:
+    """Return the statement_timeout and client_connection_check_interval the task runs under."""
+    sleep(0.1)
+    timeout = session.execute(sa.text("SHOW statement_timeout")).scalar_one()
+    return timeout, session.execute(sa.text("SHOW client_connection_check_interval")).scalar_one()
 
 
 def tenant_view(request):
@@ -83,6 +93,22 @@ class TransactionTests(PostgresTestCase):
                 own = session.execute(TENANT).scalar_one()
             reused |= {pid for pid, _ in seen}
             self.assertLessEqual({tenant for _, tenant in seen} | {own}, {"", None}, seen)
+        self.assertLessEqual(tainted, reused, "the later scopes never used the same connections")
+
+    @override_settings(PARALLELQ={**WIDE, "STATEMENT_TIMEOUT": 30})
+    def test_a_committed_session_setting_reaches_no_later_scope_and_limits_stay(self):
+        with parallelq.scope():
+            tainted = set(parallel(*[lambda: set_tenant(False, commit=True)] * 8))
+        self.assertEqual(len(tainted), 8)
+        reused: set[int] = set()
+        for _ in range(3):
+            with parallelq.scope():
+                seen = parallel(*[read_tenant] * 15)
+                limits = parallel(*[show_limits] * 15)
+            reused |= {pid for pid, _ in seen}
+            self.assertLessEqual({tenant for _, tenant in seen}, {"", None}, seen)
+            # parallelq's own settings are made again after the reset.
+            self.assertEqual(set(limits), {("30s", "1s")})
         self.assertLessEqual(tainted, reused, "the later scopes never used the same connections")
 
     @override_settings(PARALLELQ=WIDE, ROOT_URLCONF=__name__)
