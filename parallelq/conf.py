@@ -25,15 +25,15 @@ DEFAULTS: dict[str, Any] = {
 # request's own Session and MAX_WORKERS tasks fit with room for a second request,
 # and SQLAlchemy closes an overflow connection on check-in, so under load a pool
 # with overflow reconnected over and over (up to 6 new connections a second,
-# each costing milliseconds of CPU, in the 4-client HTTP benchmark). A task may
-# not find its connection dead, so each checkout is pinged (SQLAlchemy's
-# pool_pre_ping; docs/design.md, *Liveness*). LIFO lends the connection used
-# last, whose server process is warm (docs/profile.md).
+# each costing milliseconds of CPU, in the 4-client HTTP benchmark). Instead of
+# pool_pre_ping's round trip per checkout, parallelq checks PostgreSQL
+# connections itself (liveness.py; docs/design.md, *Liveness*). LIFO lends the
+# connection used last, whose server process is warm (docs/profile.md).
 ENGINE_DEFAULTS: dict[str, Any] = {
     "pool_size": 15,
     "max_overflow": 0,
     "pool_timeout": 30,
-    "pool_pre_ping": True,
+    "pool_pre_ping": False,
     "pool_use_lifo": True,
 }
 

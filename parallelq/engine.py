@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from parallelq import liveness
 from parallelq.conf import Settings, get_settings
 from parallelq.pool import CancellableQueuePool, track_borrowers
 from parallelq.sessions import COMMITTED
@@ -191,6 +192,8 @@ def _build(conf: Settings) -> sa.Engine:
     options.setdefault("poolclass", CancellableQueuePool)
     engine = sa.create_engine(url, connect_args=connect_args, **options)
     track_borrowers(engine)
+    if postgresql and not options.get("pool_pre_ping"):
+        liveness.watch(engine)
     if postgresql:
         settings = _ConnectionSettings(conf.STATEMENT_TIMEOUT)
         sa.event.listen(engine, "connect", settings.set)

@@ -58,7 +58,7 @@ class ValidSettingsTests(SimpleTestCase):
                 "pool_size": 20,
                 "max_overflow": 0,
                 "pool_timeout": 30,
-                "pool_pre_ping": True,
+                "pool_pre_ping": False,
                 "pool_use_lifo": True,
                 "echo": True,
             },
@@ -69,7 +69,7 @@ class ValidSettingsTests(SimpleTestCase):
     )
     def test_another_poolclass_gets_none_of_queuepools_defaults_and_builds(self):
         self.assertEqual(
-            get_settings().engine_options, {"poolclass": sa.pool.NullPool, "pool_pre_ping": True}
+            get_settings().engine_options, {"poolclass": sa.pool.NullPool, "pool_pre_ping": False}
         )
         self.addCleanup(dispose_engine)
         self.assertIsInstance(get_engine().pool, sa.pool.NullPool)

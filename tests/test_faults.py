@@ -15,6 +15,8 @@ from parallelq import get_engine, parallel, session
 from tests import pg
 from tests.base import PostgresTestCase, sleep
 
+PRE_PING = {"MAX_WORKERS": 8, "ENGINE_OPTIONS": {"pool_pre_ping": True}}
+
 
 def wait_for(condition, seconds: float):
     """Return condition()'s first truthy value, polling for at most `seconds`; else None."""
@@ -91,6 +93,10 @@ class KilledBackendTests(PostgresTestCase):
     def test_backend_killed_mid_task_raises_within_3_s_and_the_pool_recovers(self):
         self.check_killed_backend_fails_fast_and_is_not_reused()
 
+    def test_killed_backends_connection_is_discarded_with_sqlalchemys_pre_ping_too(self):
+        with override_settings(PARALLELQ=PRE_PING):
+            self.check_killed_backend_fails_fast_and_is_not_reused()
+
     def test_task_whose_backend_died_ends_its_session_without_an_error_logged(self):
         with self.assertNoLogs("parallelq", "ERROR"):
             outcome = self.kill_mid_task()
@@ -126,8 +132,12 @@ class ServerRestartTests(PostgresTestCase):
         self.assertEqual(get_engine().pool.checkedout(), 0)
 
     def test_requests_after_a_restart_work(self):
-        # Each connection is pinged as it is lent (pool_pre_ping): no request fails.
+        # parallelq's liveness check sees the closed sockets: no request fails.
         self.check_requests_after_a_restart_work()
+
+    def test_requests_after_a_restart_work_with_sqlalchemys_pre_ping(self):
+        with override_settings(PARALLELQ=PRE_PING):
+            self.check_requests_after_a_restart_work()
 
 
 class Abort(BaseException):

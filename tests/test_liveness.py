@@ -1,7 +1,4 @@
-"""Pooled connections the server closed are replaced before a task gets them, with no error.
-
-parallelq's Engine pings each connection it lends (SQLAlchemy's pool_pre_ping).
-"""
+"""Pooled connections the server closed are replaced before a task gets them, with no error."""
 
 from __future__ import annotations
 

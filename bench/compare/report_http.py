@@ -101,8 +101,8 @@ def _in_caller(share: Samples) -> str:
     return (
         f"parallelq ran {share.median:.0%} of its tasks in the request's own thread "
         f"({share.min:.0%}–{share.max:.0%} over the repetitions): the ones that found no free "
-        "worker thread or idle pooled connection (caller-runs, `stats.in_caller`; threads "
-        "in `parallel()` count against the worker threads, see design.md).\n\n"
+        "worker thread or idle pooled connection (caller-runs, `stats.in_caller`; see "
+        "design.md, *Scopes and threads*).\n\n"
     )
 
 
