@@ -71,6 +71,19 @@ class PostgresTestCase(ParallelqTestCase):
         return True
 
 
+def database_url(driver: str = "postgresql+psycopg2", database: str | None = None) -> sa.URL:
+    """Return a SQLAlchemy URL of the test database (or of `database` on its server)."""
+    db = connection.settings_dict
+    return sa.URL.create(
+        driver,
+        username=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+        host=db["HOST"] or None,
+        port=int(db["PORT"]) if db["PORT"] else None,
+        database=database or db["NAME"],
+    )
+
+
 def backend_pid() -> int:
     """Return the PostgreSQL backend pid of the current Session's connection."""
     return int(session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())

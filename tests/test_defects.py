@@ -27,7 +27,7 @@ import parallelq
 from parallelq import get_engine, parallel, session, submit
 from parallelq.checks import check_settings
 from parallelq.conf import get_settings
-from tests.base import PostgresTestCase, sleep
+from tests.base import PostgresTestCase, database_url, sleep
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,15 +50,7 @@ with parallelq.scope():
 
 
 def url_of_the_test_database(driver: str) -> str:
-    db = connection.settings_dict
-    return sa.URL.create(
-        driver,
-        username=db["USER"] or None,
-        password=db["PASSWORD"] or None,
-        host=db["HOST"] or None,
-        port=int(db["PORT"]) if db["PORT"] else None,
-        database=db["NAME"],
-    ).render_as_string(hide_password=False)
+    return database_url(driver).render_as_string(hide_password=False)
 
 
 class DatabaseUrlTests(PostgresTestCase):

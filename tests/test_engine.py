@@ -12,7 +12,7 @@ from django.test import override_settings
 
 import parallelq
 from parallelq import get_engine, parallel, session
-from tests.base import ParallelqTestCase, PostgresTestCase
+from tests.base import ParallelqTestCase, PostgresTestCase, database_url
 
 
 def current_database() -> str:
@@ -111,15 +111,7 @@ class PostgresEngineTests(PostgresTestCase):
         self.assertEqual([caller, *tasks], [name, name, name])
 
     def test_database_url_to_another_database_wins_over_databases(self):
-        db = connection.settings_dict
-        url = sa.URL.create(
-            "postgresql+psycopg2",
-            username=db["USER"] or None,
-            password=db["PASSWORD"] or None,
-            host=db["HOST"] or None,
-            port=int(db["PORT"]) if db["PORT"] else None,
-            database="postgres",
-        )
+        url = database_url(database="postgres")
         with override_settings(
             PARALLELQ={"DATABASE_URL": url.render_as_string(hide_password=False)}
         ):
@@ -129,4 +121,4 @@ class PostgresEngineTests(PostgresTestCase):
             get_engine().dispose()
         self.assertEqual([caller, *tasks], ["postgres", "postgres"])
         with parallelq.scope():
-            self.assertEqual(current_database(), db["NAME"])
+            self.assertEqual(current_database(), connection.settings_dict["NAME"])

@@ -18,7 +18,7 @@ from sqlalchemy import orm
 
 import parallelq
 from parallelq import get_engine, parallel, session
-from tests.base import ParallelqTestCase, PostgresTestCase
+from tests.base import ParallelqTestCase, PostgresTestCase, database_url
 
 PACKAGE = pathlib.Path(parallelq.__file__).parent
 # Classes whose listeners reach every instance, a user's included.
@@ -129,16 +129,7 @@ class UserEngineTests(EngineChecks):
 
 class UserPostgresEngineTests(PostgresTestCase, EngineChecks):
     def test_a_users_postgresql_engine_carries_nothing_of_parallelq(self):
-        db = connection.settings_dict
-        url = sa.URL.create(
-            "postgresql+psycopg2",
-            username=db["USER"] or None,
-            password=db["PASSWORD"] or None,
-            host=db["HOST"] or None,
-            port=int(db["PORT"]) if db["PORT"] else None,
-            database=db["NAME"],
-        )
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(database_url())
         self.addCleanup(engine.dispose)
         self.assert_untouched(engine)
 
