@@ -168,10 +168,7 @@ class Scope:
         return chosen
 
     def done(self, task: Task) -> None:
-        """Forget `task`, which take() lent to the caller and the caller has run.
-
-        A task submit() queued behind it goes to a worker: no caller takes it.
-        """
+        """Forget `task`, which take() lent the caller; start a submit() queued behind it."""
         with self._lock:
             self._running.discard(task)
             submitted = [t for t in self._pending if t.batch is None]
