@@ -29,6 +29,7 @@ class Author(Base):
     id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
     name: orm.Mapped[str] = orm.mapped_column(sa.String(100))
     country: orm.Mapped[str] = orm.mapped_column(sa.String(2))
+    books: orm.Mapped[list[Book]] = orm.relationship(back_populates="author")
 
 
 class Book(Base):
@@ -38,6 +39,7 @@ class Book(Base):
     genre: orm.Mapped[str] = orm.mapped_column(sa.String(20), index=True)
     price_cents: orm.Mapped[int]
     author_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey(Author.id), index=True)
+    author: orm.Mapped[Author] = orm.relationship(back_populates="books")
 
 
 class Review(Base):
