@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -57,16 +56,6 @@ class Order(Base):
     ordered_on: orm.Mapped[datetime.date] = orm.mapped_column(index=True)
 
 
-# SQLite has no pg_sleep(); the latency knob registers one, so the same SQL runs
-# on both. time.sleep releases the GIL, as a PostgreSQL backend would.
-@sa.event.listens_for(sa.Engine, "connect")
-def _sqlite_setup(dbapi_connection: Any, record: Any) -> None:
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        dbapi_connection.create_function("pg_sleep", 1, time.sleep)
-        # WAL lets the tasks' readers run beside a writer.
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-
-
 _seed_lock = threading.Lock()
 _seeded: set[str] = set()
 
@@ -81,6 +70,10 @@ def ensure_seeded(engine: sa.Engine | None = None) -> bool:
         if key in _seeded:
             return False
         Base.metadata.create_all(engine)
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as connection:
+                # Kept by the file: the tasks' readers run beside a writer.
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         with orm.Session(engine) as db:
             fresh = db.scalar(sa.select(sa.func.count()).select_from(Author)) == 0
             if fresh:
@@ -137,6 +130,13 @@ def _seed(db: orm.Session) -> None:
 def pause(latency: float) -> None:
     """Stand in for a slow query: make the database wait `latency` seconds."""
     if latency > 0:
+        connection = session.connection()
+        if connection.dialect.name == "sqlite":
+            # SQLite has no pg_sleep(): this connection gets one, which waits with
+            # the GIL released, as a database server would, so the same SQL runs on both.
+            dbapi_connection = connection.connection.dbapi_connection
+            assert dbapi_connection is not None
+            dbapi_connection.create_function("pg_sleep", 1, time.sleep)
         session.execute(sa.select(sa.func.pg_sleep(latency)))
 
 

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from django.core.exceptions import ImproperlyConfigured
 from django.test import SimpleTestCase, TransactionTestCase, override_settings
 
-import demo_project.bookstore  # noqa: F401 - registers pg_sleep() on SQLite connections
 import parallelq
+from demo_project.bookstore import pause
 from parallelq import get_engine, parallel, session
 from parallelq.engine import dispose_engine
 from tests.models import Base, Note
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pg_sleep(seconds: float) -> tuple[int, int]:
     """Sleep in SQLite; return the thread and the DBAPI connection it ran on."""
-    session.execute(sa.text("SELECT pg_sleep(:s)"), {"s": seconds})
+    pause(seconds)
     return threading.get_ident(), id(session.connection().connection.dbapi_connection)
 
 
