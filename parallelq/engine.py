@@ -188,5 +188,5 @@ def _build(conf: Settings) -> sa.Engine:
     if postgresql and not options.get("pool_pre_ping"):
         liveness.watch(engine)
     if postgresql:
-        pgsettings.keep(engine, conf.STATEMENT_TIMEOUT)
+        pgsettings.keep(engine, conf.STATEMENT_TIMEOUT, per_transaction=conf.TRANSACTION_POOLING)
     return engine

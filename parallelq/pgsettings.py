@@ -1,4 +1,4 @@
-"""parallelq's settings on each PostgreSQL connection: statement_timeout and its client check."""
+"""parallelq's settings on PostgreSQL: per connection, or per transaction behind a pooler."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from parallelq.exceptions import ParallelQueryError
 from parallelq.sessions import COMMITTED
 
 # How often PostgreSQL (14 and later) checks, while a statement runs, that its
@@ -14,16 +15,25 @@ from parallelq.sessions import COMMITTED
 # it as a startup parameter.
 CLIENT_CHECK_MS = 1000
 
+_IN_TRANSACTION = 2  # INTRANS in psycopg2 and psycopg 3 alike
 
-def keep(engine: sa.Engine, statement_timeout: float | None) -> None:
+
+def keep(engine: sa.Engine, statement_timeout: float | None, *, per_transaction: bool) -> None:
     """Set statement_timeout and client_connection_check_interval on `engine`'s connections.
 
     Args:
         statement_timeout: seconds (STATEMENT_TIMEOUT), or None to leave it alone.
+        per_transaction: set them at the start of every transaction instead of
+            once per connection (TRANSACTION_POOLING).
     """
-    settings = _ConnectionSettings(statement_timeout)
-    sa.event.listen(engine, "connect", settings.set)
-    sa.event.listen(engine, "checkin", settings.reset_if_committed)
+    if per_transaction:
+        local = _TransactionSettings(statement_timeout)
+        sa.event.listen(engine, "begin", local.set)
+        sa.event.listen(engine, "commit", local.reset)
+    else:
+        settings = _ConnectionSettings(statement_timeout)
+        sa.event.listen(engine, "connect", settings.set)
+        sa.event.listen(engine, "checkin", settings.reset_if_committed)
 
 
 class _ConnectionSettings:
@@ -60,6 +70,58 @@ class _ConnectionSettings:
             self.set(dbapi_connection, reset=True)
         except Exception as exc:  # noqa: BLE001 - as SQLAlchemy's own reset: drop the connection
             record.invalidate(exc)
+
+
+class _TransactionSettings:
+    """parallelq's settings made local to each transaction, for a transaction pooler.
+
+    A pooler such as PgBouncer in transaction pooling mode runs each
+    transaction on whichever server connection is free: a session-level SET
+    made once reaches only the server connection it ran on, and every client
+    that borrows that one later. set_config(..., true) lasts until the end of
+    the transaction it runs in, which runs on one server connection throughout.
+    For the same reason a session-level SET that a transaction commits is
+    undone in that transaction, just before its COMMIT: a reset at check-in
+    would run on another server connection.
+    """
+
+    def __init__(self, statement_timeout: float | None) -> None:
+        self.statement_timeout = statement_timeout
+        # One statement, one round trip; the interval's SELECT comes last, as its WHERE is its own.
+        selects = [_check_interval("true")]
+        if statement_timeout is not None:
+            milliseconds = _milliseconds(statement_timeout)
+            selects.insert(0, f"SELECT set_config('statement_timeout', '{milliseconds}', true)")
+        self.statement = " UNION ALL ".join(selects)
+
+    def set(self, connection: sa.Connection) -> None:
+        """Make the settings in the transaction `connection` begins (a begin listener).
+
+        Raises:
+            ParallelQueryError: STATEMENT_TIMEOUT is set, and the connection is
+                in autocommit, where each statement is a transaction of its own.
+        """
+        if getattr(connection.connection.dbapi_connection, "autocommit", False):
+            if self.statement_timeout is None:
+                return  # client_connection_check_interval is a safeguard, not a limit
+            raise ParallelQueryError(
+                "PARALLELQ['STATEMENT_TIMEOUT'] cannot hold on a connection in autocommit "
+                "through a transaction pooler (TRANSACTION_POOLING): each statement may run "
+                "on another server connection. Run the statements in a transaction, or set "
+                "statement_timeout on the database role (ALTER ROLE ... SET statement_timeout)."
+            )
+        # Run inside the begin, it begins no other transaction: the driver's
+        # BEGIN goes first, in this transaction. Through SQLAlchemy, an error is
+        # the DBAPIError any statement raises, and a lost connection is invalidated.
+        connection.exec_driver_sql(self.statement).close()
+
+    def reset(self, connection: sa.Connection) -> None:
+        """Reset session-level settings in the transaction about to commit (a commit listener)."""
+        dbapi_connection = connection.connection.dbapi_connection
+        if dbapi_connection is None or getattr(dbapi_connection, "autocommit", False):
+            return  # no transaction: its commit() does nothing
+        if dbapi_connection.info.transaction_status == _IN_TRANSACTION:  # not failed, not idle
+            connection.exec_driver_sql("RESET ALL").close()
 
 
 def _check_interval(is_local: str) -> str:
