@@ -19,6 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "TIMEOUT": None,
     "STATEMENT_TIMEOUT": None,
     "ENABLED": True,
+    "TRANSACTION_POOLING": False,
 }
 
 # Overlaid by ENGINE_OPTIONS key by key. Fifteen connections and no overflow: the
@@ -56,6 +57,7 @@ class Settings:
     TIMEOUT: float | None = None
     STATEMENT_TIMEOUT: float | None = None
     ENABLED: bool = True
+    TRANSACTION_POOLING: bool = False
 
     @property
     def engine_options(self) -> dict[str, Any]:
@@ -119,6 +121,13 @@ def is_seconds(value: Any) -> bool:
     return 0 < value <= MAX_SECONDS  # False for NaN and infinity too
 
 
+_BOOLS = {
+    "ENABLED": "False runs tasks one by one in the calling thread.",
+    "TRANSACTION_POOLING": "True when the database URL points at a pooler in transaction "
+    "pooling mode, such as PgBouncer's pool_mode = transaction.",
+}
+
+
 def _check_values(merged: dict[str, Any]) -> list[Problem]:
     problems = []
     workers = merged["MAX_WORKERS"]
@@ -141,14 +150,11 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
                     "Use None for no limit.",
                 )
             )
-    if not isinstance(merged["ENABLED"], bool):
-        problems.append(
-            Problem(
-                "parallelq.E004",
-                f"PARALLELQ['ENABLED'] must be True or False, not {merged['ENABLED']!r}.",
-                "False runs tasks one by one in the calling thread.",
-            )
-        )
+    problems += [
+        Problem("parallelq.E004", f"PARALLELQ['{key}'] must be True or False, not {value!r}.", hint)
+        for key, hint in _BOOLS.items()
+        if not isinstance(value := merged[key], bool)
+    ]
     problems += _check_engine_options(merged["ENGINE_OPTIONS"])
     url = merged["DATABASE_URL"]
     if url is not None and not isinstance(url, str):

@@ -11,19 +11,12 @@ import sqlalchemy as sa
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from parallelq import liveness
+from parallelq import liveness, pgsettings
 from parallelq.conf import Settings, get_settings
 from parallelq.pool import CancellableQueuePool, track_borrowers
-from parallelq.sessions import COMMITTED
 
 # Django's OPTIONS keys that Django itself consumes instead of passing to psycopg.
 _DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "server_side_binding", "assume_role", "pool"})
-
-# How often PostgreSQL (14 and later) checks, while a statement runs, that its
-# client is still there: a killed server process leaves no statement running
-# for longer than this. Set per connection after it opens, as PgBouncer refuses
-# it as a startup parameter.
-CLIENT_CHECK_MS = 1000
 
 _lock = threading.Lock()
 _engine: sa.Engine | None = None
@@ -195,48 +188,5 @@ def _build(conf: Settings) -> sa.Engine:
     if postgresql and not options.get("pool_pre_ping"):
         liveness.watch(engine)
     if postgresql:
-        settings = _ConnectionSettings(conf.STATEMENT_TIMEOUT)
-        sa.event.listen(engine, "connect", settings.set)
-        sa.event.listen(engine, "checkin", settings.reset_if_committed)
+        pgsettings.keep(engine, conf.STATEMENT_TIMEOUT, per_transaction=conf.TRANSACTION_POOLING)
     return engine
-
-
-class _ConnectionSettings:
-    """parallelq's settings on each PostgreSQL connection, kept there when tasks commit.
-
-    A task's session-level SET (or set_config(…, false)) that it does not commit
-    is undone by the pool's rollback; one that it commits would outlive the task
-    on the pooled connection and reach another request. So a connection a task
-    committed on is reset with RESET ALL when it is checked in, and these
-    settings are made again.
-    """
-
-    def __init__(self, statement_timeout: float | None) -> None:
-        # Plain SQL, no parameters: every PostgreSQL driver runs it alike.
-        self.statements = [
-            # PostgreSQL 13 and older have no such setting: WHERE leaves it alone there.
-            f"SELECT set_config('client_connection_check_interval', '{CLIENT_CHECK_MS}', false) "
-            "WHERE current_setting('server_version_num')::int >= 140000"
-        ]
-        if statement_timeout is not None:
-            milliseconds = max(1, round(statement_timeout * 1000))
-            self.statements.append(f"SET statement_timeout = {milliseconds}")
-
-    def set(self, dbapi_connection: Any, record: Any = None, *, reset: bool = False) -> None:
-        """Make the settings on a new connection (a connect listener)."""
-        cursor = dbapi_connection.cursor()
-        try:
-            for statement in (["RESET ALL"] if reset else []) + self.statements:
-                cursor.execute(statement)  # a SET lasts as long as the connection
-        finally:
-            cursor.close()
-        dbapi_connection.commit()  # or the pool's rollback at check-in would undo them
-
-    def reset_if_committed(self, dbapi_connection: Any, record: Any) -> None:
-        """Reset a connection a task committed on (a checkin listener, after the rollback)."""
-        if not record.info.pop(COMMITTED, False) or dbapi_connection is None:
-            return
-        try:
-            self.set(dbapi_connection, reset=True)
-        except Exception as exc:  # noqa: BLE001 - as SQLAlchemy's own reset: drop the connection
-            record.invalidate(exc)

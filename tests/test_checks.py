@@ -63,7 +63,7 @@ class SettingsCheckTests(SimpleTestCase):
             Error(
                 "Unknown PARALLELQ key(s): MAX_WORKER.",
                 hint="Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, "
-                "STATEMENT_TIMEOUT, ENABLED.",
+                "STATEMENT_TIMEOUT, ENABLED, TRANSACTION_POOLING.",
                 id="parallelq.E001",
             )
         )
@@ -105,6 +105,17 @@ class SettingsCheckTests(SimpleTestCase):
             Error(
                 "PARALLELQ['ENABLED'] must be True or False, not 'yes'.",
                 hint="False runs tasks one by one in the calling thread.",
+                id="parallelq.E004",
+            )
+        )
+
+    @override_settings(PARALLELQ={"TRANSACTION_POOLING": 1})
+    def test_transaction_pooling_that_is_not_a_bool_is_e004(self):
+        self.assertChecks(
+            Error(
+                "PARALLELQ['TRANSACTION_POOLING'] must be True or False, not 1.",
+                hint="True when the database URL points at a pooler in transaction pooling "
+                "mode, such as PgBouncer's pool_mode = transaction.",
                 id="parallelq.E004",
             )
         )

@@ -17,7 +17,8 @@ from parallelq.engine import dispose_engine, get_engine
 SQLITE = "sqlite:///" + os.path.join(tempfile.gettempdir(), "parallelq-conf-never-opened.sqlite3")
 
 VALID_KEYS = (
-    "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, STATEMENT_TIMEOUT, ENABLED."
+    "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, STATEMENT_TIMEOUT, ENABLED, "
+    "TRANSACTION_POOLING."
 )
 
 
@@ -168,6 +169,12 @@ class InvalidSettingsTests(SimpleTestCase):
                     {"ENABLED": enabled},
                     f"PARALLELQ['ENABLED'] must be True or False, not {enabled!r}.",
                 )
+
+    def test_transaction_pooling_that_is_not_a_bool_is_an_error(self):
+        self.assertImproperlyConfigured(
+            {"TRANSACTION_POOLING": "transaction"},
+            "PARALLELQ['TRANSACTION_POOLING'] must be True or False, not 'transaction'.",
+        )
 
     def test_engine_options_that_are_not_a_dict_are_an_error(self):
         for options in [[], None, "pool_size=5"]:
