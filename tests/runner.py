@@ -14,7 +14,9 @@ class Runner(DiscoverRunner):
         broken = [test for test, _ in result.failures + result.errors]
         ids = {getattr(test, "test_case", test).id() for test in broken}
         failed = len(ids) + len(result.unexpectedSuccesses)
+        # A class skipped in setUpClass is one entry of `skipped`, and none of its tests ran.
+        ran_skipped = [test for test, _ in result.skipped if isinstance(test, unittest.TestCase)]
+        passed = result.testsRun - failed - len(ran_skipped) - len(result.expectedFailures)
         skipped = len(result.skipped)
-        passed = result.testsRun - failed - skipped - len(result.expectedFailures)
         print(f"{passed} passed, {failed} failed, {skipped} skipped")
         return super().suite_result(suite, result, **kwargs)
