@@ -63,7 +63,7 @@ class SettingsCheckTests(SimpleTestCase):
             Error(
                 "Unknown PARALLELQ key(s): MAX_WORKER.",
                 hint="Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, "
-                "STATEMENT_TIMEOUT, ENABLED.",
+                "STATEMENT_TIMEOUT, ENABLED, REPLICAS.",
                 id="parallelq.E001",
             )
         )
