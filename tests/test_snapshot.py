@@ -126,6 +126,26 @@ class ConsistentSnapshotTests(PostgresTestCase):
             result = submit(consistent_task(snapshot, write_then_read)).result(timeout=30)
         self.assertEqual(result, (0, 0, 2))
 
+    def test_an_imported_snapshot_outlives_the_coordinator(self):
+        with parallelq.scope():
+            snapshot = Snapshot.export(get_engine())
+            imported, closed = threading.Event(), threading.Event()
+
+            def two_counts():
+                snapshot.attach(session())
+                first = count()
+                imported.set()
+                closed.wait(10)
+                return first, count()
+
+            future = submit(two_counts)
+            imported.wait(10)
+            snapshot.close()
+            with Writer():
+                time.sleep(0.05)
+                closed.set()
+                self.assertEqual(future.result(timeout=30), (0, 0))
+
     def test_an_update_of_a_row_changed_since_the_snapshot_is_a_serialization_failure(self):
         def update():
             session.execute(sa.update(Note).values(text="task"))
