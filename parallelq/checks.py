@@ -9,6 +9,7 @@ from django.core.checks import CheckMessage, Error, Warning
 
 from parallelq.conf import DEFAULTS, Settings, validate
 from parallelq.engine import DatabaseURLError, database_url
+from parallelq.replicas import replica_urls
 
 MIDDLEWARE = "parallelq.middleware.ParallelQueryMiddleware"
 
@@ -20,7 +21,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if problems:
         return [Error(p.msg, hint=p.hint, id=p.id) for p in problems]
     conf = Settings(**{**DEFAULTS, **user})
-    return _check_database(conf) + _check_pool(conf)
+    return _check_database(conf) + _check_replicas(conf) + _check_pool(conf)
 
 
 def _check_database(conf: Settings) -> list[CheckMessage]:
@@ -38,6 +39,14 @@ def _check_database(conf: Settings) -> list[CheckMessage]:
                 id="parallelq.W003",
             )
         ]
+    return []
+
+
+def _check_replicas(conf: Settings) -> list[CheckMessage]:
+    try:
+        replica_urls(conf)
+    except DatabaseURLError as exc:
+        return [Error(exc.msg, hint=exc.hint, id="parallelq.E008")]
     return []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "STATEMENT_TIMEOUT": None,
     "ENABLED": True,
     "TRANSACTION_POOLING": False,
+    "REPLICAS": (),
 }
 
 # Overlaid by ENGINE_OPTIONS key by key. Fifteen connections and no overflow: the
@@ -58,6 +60,7 @@ class Settings:
     STATEMENT_TIMEOUT: float | None = None
     ENABLED: bool = True
     TRANSACTION_POOLING: bool = False
+    REPLICAS: Sequence[str] = ()
 
     @property
     def engine_options(self) -> dict[str, Any]:
@@ -156,6 +159,15 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
         if not isinstance(value := merged[key], bool)
     ]
     problems += _check_engine_options(merged["ENGINE_OPTIONS"])
+    replicas = merged["REPLICAS"]
+    if not isinstance(replicas, list | tuple) or not all(isinstance(u, str) for u in replicas):
+        problems.append(
+            Problem(
+                "parallelq.E008",
+                f"PARALLELQ['REPLICAS'] must be a list of database URLs, not {replicas!r}.",
+                "For example ['postgresql://user:password@replica1/dbname']; [] for none.",
+            )
+        )
     url = merged["DATABASE_URL"]
     if url is not None and not isinstance(url, str):
         problems.append(

@@ -63,7 +63,7 @@ class SettingsCheckTests(SimpleTestCase):
             Error(
                 "Unknown PARALLELQ key(s): MAX_WORKER.",
                 hint="Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, "
-                "STATEMENT_TIMEOUT, ENABLED, TRANSACTION_POOLING.",
+                "STATEMENT_TIMEOUT, ENABLED, TRANSACTION_POOLING, REPLICAS.",
                 id="parallelq.E001",
             )
         )
