@@ -7,6 +7,7 @@ they leave behind is checked from outside their transaction.
 from __future__ import annotations
 
 import threading
+import time
 
 import sqlalchemy as sa
 from django.db import connection, transaction
@@ -74,6 +75,35 @@ class SeesItsOwnRows(pq_testing.TestCase):
         with parallelq.scope():
             parallel(lambda: Shelf.objects.create(name="task"))
         self.assertEqual(shelves(), ["orm", "task"])
+
+    def test_tasks_run_one_at_a_time(self):
+        with parallelq.scope() as scope:
+            parallel(notes, notes, notes)
+        self.assertEqual((scope.stats.tasks, scope.stats.max_concurrency), (3, 1))
+
+    def test_a_timeout_stops_a_task_at_its_next_statement(self):
+        ran = []
+
+        def sleep_twice():
+            for step in ("first", "second"):
+                session.execute(sa.text("SELECT pg_sleep(0.3)"))
+                ran.append(step)
+
+        started = time.monotonic()
+        with parallelq.scope(), self.assertRaises(parallelq.Timeout):
+            parallel(sleep_twice, timeout=0.05)
+        self.assertGreater(time.monotonic() - started, 0.25)  # not cancelled on the server
+        self.assertEqual(ran, ["first"])
+        self.assertEqual(shelves(), ["orm"])  # the test's transaction is fine
+
+    def test_a_task_in_its_last_statement_at_the_timeout_returns_late(self):
+        started = time.monotonic()
+        with parallelq.scope():
+            late = parallel(
+                lambda: session.scalar(sa.text("SELECT 1 FROM pg_sleep(0.3)")), timeout=0.05
+            )
+        self.assertEqual(late, [1])
+        self.assertGreater(time.monotonic() - started, 0.25)
 
     def test_get_engine_is_on_the_tests_connection(self):
         with parallelq.get_engine().connect() as conn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from django.db import connection
@@ -19,11 +20,13 @@ PROJECT = Path(__file__).resolve().parent / "stockproject"
 
 
 class StockProjectTests(PostgresTestCase):
-    def run_project(self, name: str, *command: str, **env: str) -> subprocess.CompletedProcess[str]:
-        """Run `command` in the project on database `name`; its test database must be gone after."""
+    def run_project(
+        self, name: str, *command: str, url: str = "", **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `command` in the project on PostgreSQL database `name`, or on `url`."""
         self.addCleanup(self.drop, f"test_{name}")
         environ = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        url = database_url("postgresql", database=name).render_as_string(hide_password=False)
+        url = url or database_url("postgresql", database=name).render_as_string(False)
         return subprocess.run(
             [sys.executable, *command],
             cwd=PROJECT,
@@ -56,6 +59,13 @@ class StockProjectTests(PostgresTestCase):
         run = self.run_project("pq_stock_pytest", "-m", "pytest", "-p", "no:cacheprovider")
         self.assertRanCleanly(run, "pq_stock_pytest")
         self.assertIn("6 passed", run.stdout)
+
+    def test_on_sqlite_too(self):
+        with tempfile.TemporaryDirectory(prefix="parallelq-stock-") as tmp:
+            url = f"sqlite:///{tmp}/stock.sqlite3"  # its test database is in memory
+            run = self.run_project("pq_stock_sqlite", "manage.py", "test", "shop", url=url)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertIn("Ran 3 tests", run.stderr)
 
     def test_without_parallelqs_receiver_the_drop_fails(self):
         # What a new user met: the pool's connections keep the test database open.

@@ -7,6 +7,8 @@ import unittest
 
 import sqlalchemy as sa
 from django.db import connection, transaction
+from django.test import SimpleTestCase
+from django.test.runner import DiscoverRunner
 
 import parallelq
 from parallelq import parallel, session
@@ -44,7 +46,7 @@ class TestCaseTests(PostgresTestCase):
         self.assertEqual(result.testsRun, tests)
 
     def test_tasks_see_the_tests_rows_and_nothing_outlives_the_test(self):
-        self.assertPassed(run(shared_cases.SeesItsOwnRows), tests=6)
+        self.assertPassed(run(shared_cases.SeesItsOwnRows), tests=9)
         self.assertEqual(row_counts(), (0, 0))
 
     def test_djangos_own_testcase_hides_the_tests_rows_from_tasks(self):
@@ -56,7 +58,7 @@ class TestCaseTests(PostgresTestCase):
         self.assertEqual(row_counts(), (0, 0))
 
     def test_sharing_ends_with_the_test_case(self):
-        self.assertPassed(run(shared_cases.SeesItsOwnRows), tests=6)
+        self.assertPassed(run(shared_cases.SeesItsOwnRows), tests=9)
         with parallelq.scope():
             threads = parallel(lambda: threading.get_ident(), lambda: threading.get_ident())
             self.assertIsInstance(session.get_bind(), sa.Engine)
@@ -96,3 +98,13 @@ class SharedConnectionTests(PostgresTestCase):
         self.assertEqual(len(errors), 1)
         self.assertIn("only the test's thread may use", str(errors[0]))
         self.assertFalse(connection.in_atomic_block)
+
+
+class OldRunnerTests(SimpleTestCase):
+    def test_the_old_runner_is_djangos_and_says_to_remove_it(self):
+        from parallelq.test import DiscoverRunner as OldRunner
+
+        with self.assertWarnsRegex(DeprecationWarning, "Remove TEST_RUNNER"):
+            runner = OldRunner(verbosity=0)
+        self.assertIsInstance(runner, DiscoverRunner)
+        self.assertEqual(OldRunner.teardown_databases, DiscoverRunner.teardown_databases)
