@@ -13,6 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from parallelq import liveness, pgsettings
 from parallelq.conf import Settings, get_settings
+from parallelq.exceptions import ParallelQueryError
 from parallelq.pool import CancellableQueuePool, track_borrowers
 
 # Django's OPTIONS keys that Django itself consumes instead of passing to psycopg.
@@ -21,6 +22,11 @@ _DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "server_side_binding", "ass
 _lock = threading.Lock()
 _engine: sa.Engine | None = None
 _engine_source: tuple[Any, ...] | None = None
+# While sharing.py runs parallelq on a Django connection (a test's): the
+# Connection every Session joins, on an Engine of that one connection, and the
+# thread that owns it.
+_shared: sa.Connection | None = None
+_shared_thread: int | None = None
 
 
 def get_engine() -> sa.Engine:
@@ -30,10 +36,16 @@ def get_engine() -> sa.Engine:
     change, as they do when Django's test runner switches to the test database,
     so an Engine built before that never points at the real one.
 
+    While parallelq.sharing.shared_connection() runs, this is the Engine of the
+    Django connection it shares.
+
     Raises:
         ImproperlyConfigured: the settings name no usable database.
     """
     global _engine, _engine_source
+    shared = _shared_connection()
+    if shared is not None:
+        return shared.engine
     source = _source()
     engine = _engine
     if engine is not None and _engine_source == source:
@@ -59,7 +71,48 @@ def dispose_engine() -> None:
 atexit.register(dispose_engine)
 
 
-def has_idle_connection(engine: sa.Engine, capacity: int | None, promised: int = 0) -> bool:
+def get_bind() -> sa.Engine | sa.Connection:
+    """Return what parallelq's Sessions bind to: the Engine, or the Connection being shared.
+
+    Raises:
+        ParallelQueryError: a Connection is shared, and this is not its thread.
+    """
+    shared = _shared_connection()
+    return shared if shared is not None else get_engine()
+
+
+def share(connection: sa.Connection | None) -> sa.Connection | None:
+    """Make new Sessions join `connection`, owned by this thread (None: the Engine again).
+
+    Returns:
+        The Connection shared before, to give back to share() afterwards.
+    """
+    global _shared, _shared_thread
+    previous, _shared = _shared, connection
+    _shared_thread = threading.get_ident()
+    return previous
+
+
+def shares_connection() -> bool:
+    """Return True while parallelq's Sessions join one shared Connection (sharing.py)."""
+    return _shared is not None
+
+
+def _shared_connection() -> sa.Connection | None:
+    shared = _shared
+    if shared is not None and threading.get_ident() != _shared_thread:
+        raise ParallelQueryError(
+            "parallelq runs on the test's own database connection here "
+            "(parallelq.sharing.shared_connection()), which only the test's thread may use. "
+            "Call parallel() or submit() from that thread instead of starting threads, or "
+            "use a TransactionTestCase, where parallelq runs as in production."
+        )
+    return shared
+
+
+def has_idle_connection(
+    engine: sa.Engine | sa.Connection, capacity: int | None, promised: int = 0
+) -> bool:
     """Return True if `engine`'s pool can lend one more connection without waiting.
 
     Args:
@@ -68,9 +121,10 @@ def has_idle_connection(engine: sa.Engine, capacity: int | None, promised: int =
         promised: connections that work already handed to threads will check
             out in a moment.
     """
-    if capacity is None or not isinstance(engine.pool, sa.QueuePool):
+    pool = engine.pool if isinstance(engine, sa.Engine) else None  # a shared Connection: always
+    if capacity is None or not isinstance(pool, sa.QueuePool):
         return True
-    return engine.pool.checkedout() + promised < capacity
+    return pool.checkedout() + promised < capacity
 
 
 class DatabaseURLError(ImproperlyConfigured):

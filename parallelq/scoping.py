@@ -19,7 +19,7 @@ from sqlalchemy import orm
 
 from parallelq import executor, sessions
 from parallelq.conf import get_settings
-from parallelq.engine import get_engine, has_idle_connection
+from parallelq.engine import get_bind, has_idle_connection, shares_connection
 from parallelq.exceptions import NoScopeError
 from parallelq.stats import Stats
 
@@ -49,13 +49,13 @@ class Scope:
         self.from_request = from_request
         self.max_workers = conf.MAX_WORKERS
         self.pool_capacity = conf.pool_capacity
-        self.enabled = conf.ENABLED
+        self.enabled = conf.ENABLED and not shares_connection()  # its tasks run in its thread
         self.timeout = conf.TIMEOUT
         self.stats = Stats()
         self.closed = False
         self._lock = threading.Lock()
         self._main: orm.Session | None = None
-        self._engine: sa.Engine | None = None
+        self._bind: sa.Engine | sa.Connection | None = None
         self._sessions = sessions.Registry()
         self._pending: deque[Task] = deque()
         self._running: set[Task] = set()
@@ -65,17 +65,17 @@ class Scope:
         return f"<parallelq.Scope {state}, {self.stats.tasks} tasks>"
 
     @property
-    def engine(self) -> sa.Engine:
-        """Return the Engine the scope's Sessions use: get_engine()'s when first asked."""
-        if self._engine is None:
-            self._engine = get_engine()
-        return self._engine
+    def bind(self) -> sa.Engine | sa.Connection:
+        """Return what the scope's Sessions bind to: get_bind()'s when first asked."""
+        if self._bind is None:
+            self._bind = get_bind()
+        return self._bind
 
     def get_session(self) -> orm.Session:
         """Return the scope's own Session, used by the thread that opened the scope."""
         if self._main is None:
             self.check_open("parallelq.session")
-            main = sessions.new_session(sessions.RequestSession, self.engine)
+            main = sessions.new_session(sessions.RequestSession, self.bind)
             self.add_session(main, f"the {'request' if self.from_request else 'scope'}'s session")
             self._main = main
         return self._main
@@ -131,7 +131,7 @@ class Scope:
 
     def _room_locked(self, workers: executor.Executor) -> bool:
         # Called with self._lock held; reserves a worker thread if it returns True.
-        idle = has_idle_connection(self.engine, self.pool_capacity, workers.starting)
+        idle = has_idle_connection(self.bind, self.pool_capacity, workers.starting)
         return idle and workers.reserve()
 
     def take(self, batch: Collection[Task]) -> Task | None:

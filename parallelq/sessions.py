@@ -99,9 +99,18 @@ RequestSession = orm.sessionmaker()
 _S = TypeVar("_S", bound=orm.Session)
 
 
-def new_session(factory: orm.sessionmaker[_S], engine: sa.Engine, task: Any = None) -> _S:
-    """Return a Session of `factory` on `engine`, owned by `task` if given."""
-    return factory(bind=engine, info={_TASK: task})
+def new_session(
+    factory: orm.sessionmaker[_S], bind: sa.Engine | sa.Connection, task: Any = None
+) -> _S:
+    """Return a Session of `factory` on `bind`, owned by `task` if given.
+
+    A Connection (one shared with Django, sharing.py) is joined through a
+    SAVEPOINT: the Session's commit releases it and its rollback and close roll
+    back to it, so the transaction around it is never ended.
+    """
+    if isinstance(bind, sa.Connection):
+        return factory(bind=bind, info={_TASK: task}, join_transaction_mode="create_savepoint")
+    return factory(bind=bind, info={_TASK: task})
 
 
 def end_session(session: orm.Session, owner: object) -> None:
@@ -161,6 +170,10 @@ def has_unsaved_writes(session: orm.Session) -> bool:
     connection = session.info.get(_CONNECTION)
     if not session.info.get(_MAYBE_WROTE) or connection is None or connection.invalidated:
         # No connection, or one an error has broken: the error reached the caller.
+        return False
+    if isinstance(session.bind, sa.Connection):
+        # In a SAVEPOINT of a shared transaction, whose writes the database
+        # cannot tell from those of the transaction around it.
         return False
     return _transaction_wrote(connection)
 

@@ -135,7 +135,7 @@ class Task:
                     "inside the task."
                 )
             self.check_cancelled()
-            session = sessions.new_session(sessions.TaskSession, self.scope.engine, task=self)
+            session = sessions.new_session(sessions.TaskSession, self.scope.bind, task=self)
             self.scope.add_session(session, self)  # NoScopeError once the scope is closed
             self.session = session
         return self.session

@@ -1,22 +1,26 @@
-"""Test support: a Django test runner that lets the test database be dropped."""
+"""Deprecated: Django's own test runner drops the test database now (docs/testing.md)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from django.test.runner import DiscoverRunner as DjangoDiscoverRunner
 
-from parallelq.engine import dispose_engine
-
 
 class DiscoverRunner(DjangoDiscoverRunner):
-    """Django's runner, closing parallelq's pooled connections before the test databases go.
+    """Django's DiscoverRunner, and nothing more: remove the TEST_RUNNER setting naming it.
 
-    PostgreSQL refuses to drop a database that has open connections, and the
-    Engine's pool keeps some open between tests. Set
-    ``TEST_RUNNER = "parallelq.test.DiscoverRunner"``.
+    parallelq closes its pooled connections itself when Django drops the test
+    database (signals.py), whatever runs the tests.
     """
 
-    def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
-        dispose_engine()
-        super().teardown_databases(old_config, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        warnings.warn(
+            "parallelq.test.DiscoverRunner is no longer needed and will be removed: Django's "
+            "own runner drops the test database now. Remove TEST_RUNNER = "
+            "'parallelq.test.DiscoverRunner' from your settings.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(*args, **kwargs)

@@ -1,11 +1,11 @@
-"""The tests' runner: parallelq's, plus a plain 'N passed, N failed' closing line for CI."""
+"""The tests' runner: Django's, plus a plain 'N passed, N failed' closing line for CI."""
 
 from __future__ import annotations
 
 import unittest
 from typing import Any
 
-from parallelq.test import DiscoverRunner
+from django.test.runner import DiscoverRunner
 
 
 class Runner(DiscoverRunner):

@@ -25,6 +25,7 @@ except pg.Unavailable as exc:
         }
     }
 
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.shelf"]  # noqa: F405 - a Django model for the tests
 ROOT_URLCONF = "tests.urls"
 TEST_RUNNER = "tests.runner.Runner"
 PARALLELQ = {"MAX_WORKERS": 8}

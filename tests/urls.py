@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.db import transaction
 from django.urls import include, path
 
 from tests import views
@@ -7,6 +8,7 @@ from tests import views
 urlpatterns = [
     path("backends/", views.backends),
     path("notes/", views.notes),
+    path("atomic-notes/", transaction.atomic(views.notes)),  # as ATOMIC_REQUESTS does
     path("write/", views.write),
     path("stream/", views.stream),
     path("load/", views.load),

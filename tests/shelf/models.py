@@ -1,0 +1,12 @@
+"""A Django model, for tests that mix Django's ORM with parallelq's tasks."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Shelf(models.Model):
+    name = models.CharField(max_length=100)
+
+    def __str__(self) -> str:
+        return self.name
