@@ -8,6 +8,7 @@ from django.test import AsyncClient
 
 from parallelq import get_engine
 from tests.base import PostgresTestCase
+from tests.test_middleware import PANELS
 from tests.ticker import Ticker
 
 
@@ -35,4 +36,15 @@ class AsgiTests(PostgresTestCase):
         scope = response.asgi_request.parallelq
         self.assertEqual(scope.stats.max_concurrency, 5)
         self.assertTrue(scope.closed)
+        self.assertEqual(get_engine().pool.checkedout(), 0)
+
+    async def test_the_demos_async_view_returns_the_five_panels(self):
+        response = await AsyncClient().get("/dashboard/panels/")
+        self.assertEqual(response.status_code, 200)
+        panels = response.json()
+        self.assertEqual(list(panels), PANELS)
+        self.assertEqual(
+            panels["totals"], {"authors": 400, "books": 4_000, "reviews": 40_000, "orders": 30_000}
+        )
+        self.assertEqual(response.asgi_request.parallelq.stats.tasks, 5)
         self.assertEqual(get_engine().pool.checkedout(), 0)
