@@ -22,9 +22,10 @@ class ParallelQueryMiddleware:
     The scope is torn down when the response is closed, once it has been sent:
     a streaming response may still use the request's Sessions and futures while
     it streams. Under WSGI the request_finished signal (signals.py) would find
-    it too, but under ASGI Django runs the middleware and the view in an asyncio
-    task of their own and closes the response outside it, where the scope's
-    context variable is not set: so the middleware hands the scope to the response.
+    it too, but under ASGI Django (5.0 and later) runs the middleware and the
+    view in an asyncio task of their own and closes the response outside it,
+    where the scope's context variable is not set: so the middleware hands the
+    scope to the response.
     """
 
     sync_capable = True

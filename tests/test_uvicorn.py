@@ -10,10 +10,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import django
 from django.db import connection
 
 from tests.base import PostgresTestCase, database_url
@@ -126,6 +128,7 @@ class UvicornTests(PostgresTestCase):
         in_transaction = [b for b in self.other_backends() if b[1] == "idle in transaction"]
         self.assertEqual(in_transaction, [])
 
+    @unittest.skipIf(django.VERSION < (5, 0), "Django 4.2 does not cancel a view whose client left")
     def test_a_client_that_goes_away_leaves_no_statement_running(self):
         self.addCleanup(self.terminate_sleeps)
         client = socket.create_connection(("127.0.0.1", self.port), timeout=5)
