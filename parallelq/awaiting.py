@@ -107,7 +107,7 @@ def _wake(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
 
 
 def _set_done(done: asyncio.Future[None]) -> None:
-    if not done.done():  # cancelled with its awaiting coroutine
+    if not done.done():  # notify is called once, but a Future must be set only once
         done.set_result(None)
 
 
