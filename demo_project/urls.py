@@ -6,4 +6,5 @@ from demo_project import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("panels/", views.panels, name="panels"),
 ]

@@ -1,12 +1,16 @@
-"""The demo's one page: the bookstore dashboard, timed serially and with parallelq."""
+"""The demo's pages: the dashboard, timed serially and with parallelq; its panels as JSON."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+import functools
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 
-from demo_project.bookstore import ensure_seeded
+from demo_project.bookstore import PANELS, ensure_seeded
 from demo_project.dashboard import measure
+from parallelq import aparallel
 
 MAX_LATENCY_MS = 2000
 
@@ -28,3 +32,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "parallel_ms": round(run.parallel_seconds * 1000),
     }
     return render(request, "demo/dashboard.html", context)
+
+
+async def panels(request: HttpRequest) -> JsonResponse:
+    """Return the panels as JSON from an async view: aparallel() leaves the event loop free."""
+    await sync_to_async(ensure_seeded)()
+    tasks = {name: functools.partial(panel, 0) for name, panel in PANELS.items()}
+    return JsonResponse(await aparallel(**tasks))

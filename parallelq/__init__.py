@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from parallelq.api import parallel, submit
+from parallelq.awaiting import aparallel
 from parallelq.engine import get_engine
 from parallelq.exceptions import NoScopeError, ParallelQueryError, Timeout
 from parallelq.scoping import scope
@@ -12,6 +13,7 @@ __all__ = [
     "NoScopeError",
     "ParallelQueryError",
     "Timeout",
+    "aparallel",
     "get_engine",
     "parallel",
     "scope",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future
-from operator import attrgetter
+from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar, overload
 
-from parallelq.conf import MAX_SECONDS, is_seconds
-from parallelq.context import Locale
-from parallelq.exceptions import ParallelQueryError, Timeout
+from parallelq.calls import (
+    Batch,
+    check_call,
+    check_callable,
+    collect,
+    make_tasks,
+    on_event_loop,
+    refuse_event_loop,
+    timeout_error,
+)
 from parallelq.scoping import Scope, current_scope
 from parallelq.task import Task, current_task
 
@@ -32,10 +37,12 @@ def submit(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T
         NoScopeError: no request or scope() is active.
         TypeError: fn is not callable, or is a coroutine function.
     """
-    _check_callable(fn, "submit() argument 'fn'")
+    check_callable(fn, "submit() argument 'fn'")
     active = current_scope("submit()")
     task = Task(active, fn, args, kwargs)
-    if current_task() is not None or not active.enabled:
+    # On an event loop's thread the task goes to a worker even with ENABLED=False
+    # (one at a time, see Scope.max_workers): run here, it would hold the loop.
+    if (current_task() is not None or not active.enabled) and not on_event_loop():
         # A task waiting on tasks of its own could take every worker and wait
         # forever, so nested work runs here, in the thread it came from.
         active.check_open("submit()")
@@ -44,36 +51,6 @@ def submit(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T
     else:
         active.dispatch(task, caller_runs=False)
     return task.future
-
-
-class _Batch:
-    """The tasks of one parallel() call, which wake its caller once they are done.
-
-    Done: all settled or cancelled before they started, or, with `fail_fast`,
-    one failed. The caller waits on `changed`, at no cost per task, rather
-    than registering with every task's Future as concurrent.futures.wait()
-    does, which costs the caller more than handing the tasks to workers.
-    """
-
-    def __init__(self, size: int, *, fail_fast: bool) -> None:
-        self.changed = threading.Event()
-        self.failed = False  # only with fail_fast
-        self._fail_fast = fail_fast
-        self._left = size
-        self._lock = threading.Lock()
-
-    def settled(self, ok: bool) -> None:
-        """Count a task that settled; `ok`: it returned rather than raised."""
-        with self._lock:
-            self._left -= 1
-            if not ok and self._fail_fast:
-                self.failed = True
-            if self.failed or self._left == 0:
-                self.changed.set()
-
-    def dropped(self) -> None:
-        """Count a task cancelled before it started: it never settles."""
-        self.settled(ok=True)
 
 
 class _Deadline:
@@ -136,34 +113,22 @@ def parallel(  # type: ignore[misc]  # the three above: see their comment
         ParallelQueryError: the scope was closed from another thread while
             a task waited to start (with return_exceptions, in its place).
         NoScopeError: no request or scope() is active.
+        SynchronousOnlyOperation: called in a thread that runs an event loop,
+            which it would block: use aparallel() there.
         TypeError: an argument is not callable or is a coroutine function,
             callables are both positional and named, timeout is not a positive
             number of seconds or None, or return_exceptions is not a bool (a
             task named after either lands there).
     """
-    if callables and named:
-        raise TypeError("parallel() takes callables either positionally or by name, not both.")
-    _check_options(timeout, return_exceptions)
-    for i, fn in enumerate(callables):
-        _check_callable(fn, f"parallel() positional argument {i}")
-    for label, fn in named.items():
-        _check_callable(fn, f"parallel() argument {label!r}")
+    refuse_event_loop("parallel()")
+    check_call("parallel()", callables, named, timeout, return_exceptions)
     if not (named or callables):
         return {} if named else []
     active = current_scope("parallel()")
     active.check_open("parallel()")
     limit = active.timeout if timeout is None else timeout
-    batch = _Batch(len(named or callables), fail_fast=not return_exceptions)
-    locale = Locale()
-    if named:
-        tasks = [Task(active, fn, name=k, locale=locale, batch=batch) for k, fn in named.items()]
-    else:
-        tasks = [
-            Task(active, fn, index=i, locale=locale, batch=batch) for i, fn in enumerate(callables)
-        ]
-    if not return_exceptions:
-        for task in tasks:
-            task.siblings = tasks
+    batch = Batch(len(named or callables), fail_fast=not return_exceptions)
+    tasks = make_tasks(active, callables, named, batch)
     try:
         results = _run(active, tasks, batch, limit, return_exceptions)
     finally:
@@ -173,7 +138,7 @@ def parallel(  # type: ignore[misc]  # the three above: see their comment
 
 
 def _run(
-    active: Scope, tasks: list[Task], batch: _Batch, limit: float | None, return_exceptions: bool
+    active: Scope, tasks: list[Task], batch: Batch, limit: float | None, return_exceptions: bool
 ) -> list[Any]:
     """Start `tasks`, run those the caller must, and gather every result in order."""
     inline = current_task() is not None or not active.enabled
@@ -202,9 +167,12 @@ def _run(
     if deadline is not None and deadline.expired:
         cut_short = [t for t in tasks if t.error is not None or t.future.cancelled()]
         if cut_short:
-            raise _timeout(limit, cut_short)
+            raise timeout_error("parallel()", limit, cut_short)
     remaining = None if limit is None else max(0.0, limit - (time.monotonic() - started))
-    return _gather(active, tasks, batch, remaining, return_exceptions, limit)
+    batch.changed.wait(remaining)  # all done, or (fail-fast) one failed
+    return collect(
+        "parallel()", tasks, return_exceptions=return_exceptions, limit=limit, cancel=active.cancel
+    )
 
 
 def _run_here(active: Scope, tasks: list[Task], inline: bool) -> Iterator[Task]:
@@ -220,80 +188,3 @@ def _run_here(active: Scope, tasks: list[Task], inline: bool) -> Iterator[Task]:
         return
     while (task := active.take(tasks)) is not None:
         yield task
-
-
-def _check_callable(fn: Any, what: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{what} must be a callable taking no arguments, not {type(fn).__name__}.")
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        raise TypeError(
-            f"{what} is a coroutine function ({getattr(fn, '__qualname__', fn)!r}): "
-            "parallel() and submit() run plain functions in threads. Pass a function "
-            "that is not async."
-        )
-
-
-def _check_options(timeout: Any, return_exceptions: Any) -> None:
-    # A task named timeout or return_exceptions, unpacked from a dict, lands in
-    # these. Unchecked, the one would fail with an unrelated TypeError later, and
-    # the other would be taken as a flag and its task never run.
-    if not is_seconds(timeout):
-        wanted = f"a positive, finite number of seconds (at most {int(MAX_SECONDS)}) or None"
-        raise _bad_option("timeout", timeout, wanted)
-    if not isinstance(return_exceptions, bool):
-        raise _bad_option("return_exceptions", return_exceptions, "True or False")
-
-
-def _bad_option(option: str, value: Any, wanted: str) -> TypeError:
-    message = f"parallel() argument {option!r} must be {wanted}, not {value!r}."
-    if callable(value):
-        message += f" {option!r} is parallel()'s own: give the task another name."
-    return TypeError(message)
-
-
-def _gather(
-    active: Scope,
-    tasks: list[Task],
-    batch: _Batch,
-    timeout: float | None,
-    return_exceptions: bool,
-    limit: float | None,
-) -> list[Any]:
-    batch.changed.wait(timeout)  # all done, or (fail-fast) one failed
-    # Both taken before cancelling: the errors that cancelling causes are not the cause.
-    not_done = [t for t in tasks if not t.future.done()]
-    failed = [t for t in tasks if t.error is not None and t not in not_done]
-    failed.sort(key=attrgetter("failed_at"))
-    if not_done:
-        active.cancel(not_done)
-    if failed and not return_exceptions:
-        raise failed[0].future.exception()  # type: ignore[misc]
-    if not_done:
-        raise _timeout(limit, not_done)
-    results = []
-    for task in tasks:
-        if task.error is not None:
-            results.append(task.error)
-            continue
-        try:
-            results.append(task.future.result())
-        except CancelledError:  # never started: its scope was closed first
-            error = _never_ran(task)
-            if not return_exceptions:
-                raise error from None
-            results.append(error)
-    return results
-
-
-def _never_ran(task: Task) -> ParallelQueryError:
-    return ParallelQueryError(
-        f"{task} never ran: its scope was closed before the task could start (its request "
-        "ended, or scope.close() was called from another thread, while parallel() waited)."
-    )
-
-
-def _timeout(seconds: float | None, unfinished: list[Task]) -> Timeout:
-    names = ", ".join(t.name for t in unfinished)
-    return Timeout(
-        f"parallel() timed out after {seconds} s; unfinished, their statements cancelled: {names}."
-    )

@@ -34,8 +34,8 @@ def checked(task: object, result: Any) -> Any:
         if inspect.iscoroutine(result):
             result.close()  # never awaited: close it, or Python warns of it later
         raise TypeError(
-            f"{task} returned {type(result).__name__} {result!r}: parallel() and "
-            "submit() run plain functions in threads. Pass a function that is not async."
+            f"{task} returned {type(result).__name__} {result!r}: parallel(), aparallel() "
+            "and submit() run plain functions in threads. Pass a function that is not async."
         )
     if not isinstance(result, _CHECKED):
         return result

@@ -5,12 +5,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Collection, Iterator
-from concurrent.futures import wait
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -18,6 +15,7 @@ from django import db
 from sqlalchemy import orm
 
 from parallelq import executor, sessions
+from parallelq.cancel import cancel_until_done
 from parallelq.conf import get_settings
 from parallelq.engine import get_bind, has_idle_connection, shares_connection
 from parallelq.exceptions import NoScopeError
@@ -25,8 +23,6 @@ from parallelq.stats import Stats
 
 if TYPE_CHECKING:
     from parallelq.task import Task
-
-logger = logging.getLogger("parallelq")
 
 # How long teardown waits for tasks still running after their statements were
 # cancelled; a task stuck in Python code past it ends its Session itself.
@@ -47,7 +43,9 @@ class Scope:
     def __init__(self, *, from_request: bool = False) -> None:
         conf = get_settings()
         self.from_request = from_request
-        self.max_workers = conf.MAX_WORKERS
+        # ENABLED=False: tasks that may not run in their caller's thread (aparallel()'s,
+        # submit()'s on an event loop's thread) run on workers, one at a time.
+        self.max_workers = conf.MAX_WORKERS if conf.ENABLED else 1
         self.pool_capacity = conf.pool_capacity
         self.enabled = conf.ENABLED and not shares_connection()  # its tasks run in its thread
         self.timeout = conf.TIMEOUT
@@ -168,10 +166,10 @@ class Scope:
         return chosen
 
     def done(self, task: Task) -> None:
-        """Forget `task`, which take() lent the caller; start a submit() queued behind it."""
+        """Forget `task`, which take() lent the caller; start one queued that no caller takes."""
         with self._lock:
             self._running.discard(task)
-            submitted = [t for t in self._pending if t.batch is None]
+            submitted = [t for t in self._pending if t.batch is None or not t.batch.caller_runs]
             following = self._next_pending(submitted[0]) if submitted else None
         if following is not None:
             executor.current().submit(functools.partial(self._work, following), reserved=False)
@@ -222,30 +220,12 @@ class Scope:
         try:
             for task in pending:
                 task.cancel()
-            self._stop(running)
+            cancel_until_done(running, TEARDOWN_GRACE, "their scope ended")
         finally:
             with self._lock:
                 busy = {task.session for task in self._running}
             self._main = None
             self._sessions.end_all(but=busy)
-
-    def _stop(self, running: list[Task]) -> None:
-        # A cancel that reaches the server just before the statement does is
-        # ignored there, so it is sent again until the tasks have returned.
-        deadline = time.monotonic() + TEARDOWN_GRACE
-        not_done = {t.future for t in running}
-        while not_done and time.monotonic() < deadline:
-            for task in running:
-                task.cancel()
-            wait(not_done, timeout=min(0.5, deadline - time.monotonic()))
-            not_done = {f for f in not_done if not f.done()}
-        if not_done:
-            logger.warning(
-                "%d task(s) still running %.0f s after their scope ended; "
-                "each ends its own Session when it returns.",
-                len(not_done),
-                TEARDOWN_GRACE,
-            )
 
 
 def current_scope(what: str = "parallelq") -> Scope:

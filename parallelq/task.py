@@ -41,7 +41,12 @@ def current_task() -> Task | None:
 
 
 class Batch(Protocol):
-    """Who waits for a group of tasks (api.py): told as each one settles or is dropped."""
+    """Who waits for a group of tasks (calls.py): told as each one settles or is dropped.
+
+    `caller_runs`: the caller runs the tasks no worker took (parallel(), not aparallel()).
+    """
+
+    caller_runs: bool
 
     def settled(self, ok: bool) -> None: ...
 
@@ -244,16 +249,31 @@ class Task:
                 for dbapi_connection in self._connections:
                     cancel_statement(dbapi_connection)
         if unstarted:
-            self.future._task = None
-            Future.cancel(self.future)
-            self.future.set_running_or_notify_cancel()
-            if self.batch is not None:
-                self.batch.dropped()
+            self._dropped()
             return True
         wake = self.wake  # read after `cancelled` is set: a later wait sees that instead
         if wake is not None:
             wake()
         return False
+
+    def drop(self) -> bool:
+        """Cancel the task if it has not started (it never will); False if it has.
+
+        Unlike cancel(), this sends nothing to the server, so an event loop may call it.
+        """
+        with self._lock:
+            if self.started:
+                return False
+            self.cancelled = self.started = True
+        self._dropped()
+        return True
+
+    def _dropped(self) -> None:
+        self.future._task = None
+        Future.cancel(self.future)
+        self.future.set_running_or_notify_cancel()
+        if self.batch is not None:
+            self.batch.dropped()
 
     def check_cancelled(self) -> None:
         """Raise ParallelQueryError if the task was cancelled.

@@ -17,6 +17,7 @@ PUBLIC_NAMES = [
     "NoScopeError",
     "ParallelQueryError",
     "Timeout",
+    "aparallel",
     "get_engine",
     "parallel",
     "scope",

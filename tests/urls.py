@@ -16,4 +16,8 @@ urlpatterns = [
     path("dashboard/", include("demo_project.urls")),
     path("sleeps/", views.sleeps),
     path("cheap/", views.cheap),
+    path("async-sleeps/", views.async_sleeps),
+    path("async-parallel/", views.async_parallel),
+    path("ping/", views.ping),
+    path("pool/", views.pool),
 ]

@@ -7,7 +7,7 @@ import dataclasses
 import sqlalchemy as sa
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 
-from parallelq import parallel, session, submit
+from parallelq import aparallel, get_engine, parallel, session, submit
 from parallelq.scoping import Scope, current_scope
 from tests.base import backend_pid, sleep
 from tests.models import Note
@@ -91,3 +91,24 @@ def cheap(request):
     own = session.execute(one).scalar_one()
     tasks = parallel(*[lambda: session.execute(one).scalar_one()] * 3)
     return JsonResponse({"own": own, "tasks": tasks})
+
+
+async def async_sleeps(request):
+    """Await five sleeps of ?seconds= (0.3 by default) with aparallel() in an async view."""
+    seconds = float(request.GET.get("seconds", "0.3"))
+    return JsonResponse({"slept": await aparallel(*[lambda: sleep(seconds)] * 5)})
+
+
+async def async_parallel(request):
+    """Call parallel() in an async view, on the event loop's thread: refused."""
+    return JsonResponse({"results": parallel(lambda: 1)})
+
+
+async def ping(request):
+    """Answer at once, from the event loop."""
+    return HttpResponse("pong")
+
+
+def pool(request):
+    """Report how many of the Engine's connections are checked out (the request's own: none)."""
+    return JsonResponse({"checkedout": get_engine().pool.checkedout()})
