@@ -19,6 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "TIMEOUT": None,
     "STATEMENT_TIMEOUT": None,
     "ENABLED": True,
+    "SERVER_TIMING": False,
 }
 
 # Overlaid by ENGINE_OPTIONS key by key. Fifteen connections and no overflow: the
@@ -56,6 +57,7 @@ class Settings:
     TIMEOUT: float | None = None
     STATEMENT_TIMEOUT: float | None = None
     ENABLED: bool = True
+    SERVER_TIMING: bool = False
 
     @property
     def engine_options(self) -> dict[str, Any]:
@@ -147,6 +149,14 @@ def _check_values(merged: dict[str, Any]) -> list[Problem]:
                 "parallelq.E004",
                 f"PARALLELQ['ENABLED'] must be True or False, not {merged['ENABLED']!r}.",
                 "False runs tasks one by one in the calling thread.",
+            )
+        )
+    if not isinstance(timing := merged["SERVER_TIMING"], bool):
+        problems.append(
+            Problem(
+                "parallelq.E008",
+                f"PARALLELQ['SERVER_TIMING'] must be True or False, not {timing!r}.",
+                "True adds a Server-Timing header with each task's time to every response.",
             )
         )
     problems += _check_engine_options(merged["ENGINE_OPTIONS"])

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponseBase
 
 from parallelq.scoping import open_request_scope
+from parallelq.servertiming import add_server_timing
 
 
 class ParallelQueryMiddleware:
@@ -24,5 +25,5 @@ class ParallelQueryMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        request.parallelq = open_request_scope()  # type: ignore[attr-defined]
-        return self.get_response(request)
+        request.parallelq = scope = open_request_scope()  # type: ignore[attr-defined]
+        return add_server_timing(scope, self.get_response(request))

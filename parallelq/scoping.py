@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from django import db
 from sqlalchemy import orm
 
-from parallelq import executor, sessions
+from parallelq import executor, sessions, timeline
 from parallelq.conf import get_settings
 from parallelq.engine import get_engine, has_idle_connection
 from parallelq.exceptions import NoScopeError
@@ -52,6 +52,7 @@ class Scope:
         self.enabled = conf.ENABLED
         self.timeout = conf.TIMEOUT
         self.stats = Stats()
+        self.timeline = timeline.Timeline()  # opened now: its records' start is from here
         self.closed = False
         self._lock = threading.Lock()
         self._main: orm.Session | None = None

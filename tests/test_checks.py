@@ -63,7 +63,7 @@ class SettingsCheckTests(SimpleTestCase):
             Error(
                 "Unknown PARALLELQ key(s): MAX_WORKER.",
                 hint="Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, "
-                "STATEMENT_TIMEOUT, ENABLED.",
+                "STATEMENT_TIMEOUT, ENABLED, SERVER_TIMING.",
                 id="parallelq.E001",
             )
         )
@@ -106,6 +106,16 @@ class SettingsCheckTests(SimpleTestCase):
                 "PARALLELQ['ENABLED'] must be True or False, not 'yes'.",
                 hint="False runs tasks one by one in the calling thread.",
                 id="parallelq.E004",
+            )
+        )
+
+    @override_settings(PARALLELQ={"SERVER_TIMING": 1})
+    def test_server_timing_that_is_not_a_bool_is_e008(self):
+        self.assertChecks(
+            Error(
+                "PARALLELQ['SERVER_TIMING'] must be True or False, not 1.",
+                hint="True adds a Server-Timing header with each task's time to every response.",
+                id="parallelq.E008",
             )
         )
 

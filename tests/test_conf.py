@@ -17,7 +17,8 @@ from parallelq.engine import dispose_engine, get_engine
 SQLITE = "sqlite:///" + os.path.join(tempfile.gettempdir(), "parallelq-conf-never-opened.sqlite3")
 
 VALID_KEYS = (
-    "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, STATEMENT_TIMEOUT, ENABLED."
+    "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, STATEMENT_TIMEOUT, ENABLED, "
+    "SERVER_TIMING."
 )
 
 
