@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -9,6 +10,7 @@ import threading
 from django.test import Client, SimpleTestCase, override_settings
 
 import parallelq
+from demo_project.bookstore import PANELS
 from parallelq import parallel, submit
 from parallelq.scoping import Scope
 from parallelq.servertiming import FANOUT_METRIC, MAX_TASK_METRICS, metric_name, server_timing
@@ -254,3 +256,24 @@ class TimelineUnitTests(SimpleTestCase):
         metrics = parse_server_timing(server_timing(scope))
         self.assertEqual(len(metrics), MAX_TASK_METRICS + 2)
         self.assertEqual(metrics[-1], ("parallelq-more", {"desc": "5 more tasks not listed"}))
+
+
+class DemoWaterfallTests(PostgresTestCase):
+    def test_the_demo_draws_both_runs_on_one_axis_one_by_one_and_overlapping(self):
+        response = self.client.get("/dashboard/?latency_ms=100")
+        self.assertEqual(response.status_code, 200)
+        serial, overlapping = response.context["serial_bars"], response.context["parallel_bars"]
+        self.assertEqual([bar["name"] for bar in serial], list(PANELS))
+        self.assertEqual(sorted(bar["name"] for bar in overlapping), sorted(PANELS))
+        for before, after in itertools.pairwise(serial):
+            self.assertGreaterEqual(after["start_ms"], before["start_ms"] + before["duration_ms"])
+        ends = [bar["start_ms"] + bar["duration_ms"] for bar in overlapping]
+        self.assertLess(max(bar["start_ms"] for bar in overlapping), min(ends))
+        self.assertGreaterEqual(min(bar["duration_ms"] for bar in serial + overlapping), 100)
+        # The parallel run's bars are its tasks' timeline records, shifted to start near 0.
+        records = {r.name: r for r in response.wsgi_request.parallelq.timeline}
+        for bar in overlapping:
+            self.assertEqual(bar["duration_ms"], records[bar["name"]].duration * 1000)
+            self.assertLess(bar["start_ms"], 50)
+        self.assertEqual(response.context["span_ms"], response.context["run"].serial_seconds * 1000)
+        self.assertContains(response, '<tr class="parallelq-task">', count=10)
