@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from debug_toolbar.panels import Panel
 from django.http import HttpRequest, HttpResponseBase
+from sqlalchemy import orm
 
-from parallelq.engine import get_engine
+from parallelq import sessions
 from parallelq.scoping import Scope
 from parallelq.task import Task, current_task
 from parallelq.waterfall import bars, place
@@ -63,6 +64,19 @@ _capture: contextvars.ContextVar[Capture | None] = contextvars.ContextVar(
 _instrument_lock = threading.Lock()
 
 
+def _listen_to_connection(
+    session: orm.Session, transaction: Any, connection: sa.Connection
+) -> None:
+    # On this one Connection of parallelq's Engine, for a request the panel
+    # captures: a listener on the Engine would have every statement of every
+    # request dispatch cursor events from then on (SQLAlchemy has no way back).
+    if _capture.get() is not None and not sa.event.contains(
+        connection, "after_cursor_execute", _after_cursor_execute
+    ):
+        sa.event.listen(connection, "before_cursor_execute", _before_cursor_execute)
+        sa.event.listen(connection, "after_cursor_execute", _after_cursor_execute)
+
+
 def _before_cursor_execute(conn: Any, cursor: Any, *args: Any) -> None:
     capture = _capture.get()
     if capture is not None:
@@ -75,18 +89,17 @@ def _after_cursor_execute(conn: Any, cursor: Any, sql: str, parameters: Any, *ar
         capture.ended(cursor, sql, parameters)
 
 
-def instrument(engine: sa.Engine) -> None:
-    """Add the capture's listeners to parallelq's `engine`, once.
+def instrument() -> None:
+    """Have parallelq's Sessions listen to their connections' statements while captured.
 
-    SQLAlchemy cannot take back what a Connection event listener costs: from
-    then on every statement on `engine` dispatches its cursor events. So this
-    runs when the panel is first enabled, and the listeners return at once
-    for a request the toolbar does not show.
+    Runs when the panel is first enabled. From then on each Session of
+    parallelq that begins a transaction makes one more call, which returns at
+    once unless the toolbar shows its request.
     """
     with _instrument_lock:
-        if not sa.event.contains(engine, "after_cursor_execute", _after_cursor_execute):
-            sa.event.listen(engine, "before_cursor_execute", _before_cursor_execute)
-            sa.event.listen(engine, "after_cursor_execute", _after_cursor_execute)
+        for factory in (sessions.TaskSession, sessions.RequestSession):
+            if not sa.event.contains(factory, "after_begin", _listen_to_connection):
+                sa.event.listen(factory, "after_begin", _listen_to_connection)
 
 
 class ParallelQueryPanel(Panel):
@@ -103,7 +116,7 @@ class ParallelQueryPanel(Panel):
         return f"{len(stats['tasks'])} tasks in {stats['wall_ms']:.1f} ms"
 
     def enable_instrumentation(self) -> None:
-        instrument(get_engine())
+        instrument()
 
     def process_request(self, request: HttpRequest) -> HttpResponseBase:
         capture = Capture()

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import re
 
+import sqlalchemy as sa
 from django.conf import settings
 from django.core import checks
 from django.test import modify_settings, override_settings
+from sqlalchemy import orm
 
+import parallelq
+from parallelq import parallel, session, sessions
 from parallelq.engine import get_engine
 from tests.base import PostgresTestCase
 
@@ -103,19 +107,39 @@ class PanelTests(PostgresTestCase):
         self.assertEqual(len(stored["tasks"]), 3)
         self.assertEqual(json.loads(json.dumps(live)), live)
 
-    def test_the_listeners_sit_on_parallelqs_engine_only(self):
-        import sqlalchemy as sa
-
+    def test_only_connections_of_captured_requests_get_listeners(self):
         from parallelq import panels
 
+        captured = []
+
+        def remember(session, transaction, connection):
+            captured.append(connection)
+
+        for factory in (sessions.TaskSession, sessions.RequestSession):
+            sa.event.listen(factory, "after_begin", remember)
+            self.addCleanup(sa.event.remove, factory, "after_begin", remember)
         self.get_with_toolbar("/named/")
-        engine = get_engine()
-        self.assertTrue(
-            sa.event.contains(engine, "after_cursor_execute", panels._after_cursor_execute)
-        )
+        self.assertEqual(len(captured), 4)  # the request's own Session and three tasks'
+        for connection in captured:
+            self.assertTrue(
+                sa.event.contains(connection, "after_cursor_execute", panels._after_cursor_execute)
+            )
+        for target in (get_engine(), sa.Engine, sa.Connection):
+            self.assertFalse(
+                sa.event.contains(target, "after_cursor_execute", panels._after_cursor_execute)
+            )
         self.assertFalse(
-            sa.event.contains(sa.Engine, "after_cursor_execute", panels._after_cursor_execute)
+            sa.event.contains(orm.Session, "after_begin", panels._listen_to_connection)
         )
+        # Outside the toolbar's requests, parallelq's connections get none.
+        with parallelq.scope():
+            parallel(lambda: session.execute(sa.select(1)).all())
+            session.execute(sa.select(1)).all()
+        self.assertEqual(len(captured), 6)
+        for connection in captured[4:]:
+            self.assertFalse(
+                sa.event.contains(connection, "after_cursor_execute", panels._after_cursor_execute)
+            )
 
     @override_settings(PARALLELQ={**settings.PARALLELQ, "SERVER_TIMING": True})
     def test_the_toolbar_keeps_parallelqs_server_timing(self):
