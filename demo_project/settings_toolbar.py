@@ -25,5 +25,4 @@ DEBUG_TOOLBAR_PANELS = [
     "debug_toolbar.panels.sql.SQLPanel",
     "parallelq.panels.ParallelQueryPanel",
     "debug_toolbar.panels.templates.TemplatesPanel",
-    "debug_toolbar.panels.logging.LoggingPanel",
 ]
