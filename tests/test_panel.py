@@ -17,20 +17,20 @@ from parallelq.engine import get_engine
 from tests.base import PostgresTestCase
 
 PANEL = "parallelq.panels.ParallelQueryPanel"
-TOOLBAR = {
-    "DEBUG": True,
-    "INTERNAL_IPS": ["127.0.0.1"],
-    "ROOT_URLCONF": "tests.toolbar_urls",
-    "STATIC_URL": "/static/",
-    "DEBUG_TOOLBAR_PANELS": ["debug_toolbar.panels.timer.TimerPanel", PANEL],
-}
 
 
+# Two steps, as Django applies them: override_settings first, then
+# modify_settings, which installs the apps before it sends setting_changed
+# (debug_toolbar's receiver for DEBUG_TOOLBAR_PANELS imports its models, and
+# its ready() needs STATIC_URL).
 @modify_settings(
     INSTALLED_APPS={"append": ["django.contrib.staticfiles", "debug_toolbar"]},
     MIDDLEWARE={"prepend": "debug_toolbar.middleware.DebugToolbarMiddleware"},
+    DEBUG_TOOLBAR_PANELS={"append": ["debug_toolbar.panels.timer.TimerPanel", PANEL]},
 )
-@override_settings(**TOOLBAR)
+@override_settings(
+    DEBUG=True, INTERNAL_IPS=["127.0.0.1"], ROOT_URLCONF="tests.toolbar_urls", STATIC_URL="/static/"
+)
 class PanelTests(PostgresTestCase):
     @classmethod
     def setUpClass(cls):
