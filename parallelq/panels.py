@@ -178,6 +178,7 @@ def panel_stats(scope: Scope, statements: list[Statement]) -> dict[str, Any]:
         "tasks": tasks,
         "outside": [_outside_bar(outside, span)] if outside else [],
         "unfinished_statements": unfinished,
+        "dropped": scope.timeline.dropped,
         "span_ms": span * 1000,
         "wall_ms": scope.stats.wall_seconds * 1000,
         "stats": dataclasses.asdict(scope.stats),

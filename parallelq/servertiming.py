@@ -51,8 +51,8 @@ def server_timing(scope: Scope) -> str:
     summary = f"{stats.tasks} tasks, {stats.db_seconds * 1000:.3f} ms of task time"
     metrics = [_metric(FANOUT_METRIC, stats.wall_seconds, summary)]
     metrics += [_task_metric(record) for record in records[:MAX_TASK_METRICS]]
-    if len(records) > MAX_TASK_METRICS:
-        left = len(records) - MAX_TASK_METRICS
+    left = max(len(records) - MAX_TASK_METRICS, 0) + scope.timeline.dropped
+    if left:
         metrics.append(f'{TASK_PREFIX}more;desc="{left} more tasks not listed"')
     return ", ".join(metrics)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple, overload
@@ -30,24 +31,34 @@ class TaskRecord(NamedTuple):
         return self.start + self.duration
 
 
+# The most records a Timeline keeps: a scope() around a long job may run
+# millions of tasks, and each record holds its task's name and exception.
+MAX_RECORDS = 10_000
+
+
 class Timeline(Sequence[TaskRecord]):
     """The records of a scope's finished tasks, in the order they finished.
 
-    Tasks of every thread add to it; reading it gives the records so far.
-    No lock: appending to a list, copying it and indexing it are each atomic,
-    in free-threaded builds too.
+    Tasks of every thread add to it; reading it gives the records so far. It
+    keeps the first MAX_RECORDS; `dropped` counts the tasks past them.
     """
 
     def __init__(self) -> None:
         self.opened = time.perf_counter()  # the scope's opening: records' start is from here
+        self.dropped = 0
         self._records: list[TaskRecord] = []
+        self._lock = threading.Lock()
 
     def add(
         self, name: str, started: float, duration: float, error: BaseException | None
     ) -> TaskRecord:
         """Record a task that began at perf_counter() `started` and ran `duration` seconds."""
         record = TaskRecord(name, started - self.opened, duration, error)
-        self._records.append(record)
+        with self._lock:
+            if len(self._records) < MAX_RECORDS:
+                self._records.append(record)
+            else:
+                self.dropped += 1
         return record
 
     @overload
@@ -61,7 +72,9 @@ class Timeline(Sequence[TaskRecord]):
         return len(self._records)
 
     def __iter__(self) -> Iterator[TaskRecord]:
-        return iter(self._records.copy())  # a snapshot: tasks may finish meanwhile
+        with self._lock:
+            return iter(self._records.copy())  # a snapshot: tasks may finish meanwhile
 
     def __repr__(self) -> str:
-        return f"<parallelq.Timeline of {len(self)} tasks>"
+        dropped = f", {self.dropped} more dropped" if self.dropped else ""
+        return f"<parallelq.Timeline of {len(self)} tasks{dropped}>"

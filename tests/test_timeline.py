@@ -15,7 +15,7 @@ from parallelq import parallel, submit
 from parallelq.scoping import Scope
 from parallelq.servertiming import FANOUT_METRIC, MAX_TASK_METRICS, metric_name, server_timing
 from parallelq.signals import task_finished
-from parallelq.timeline import TaskRecord, Timeline
+from parallelq.timeline import MAX_RECORDS, TaskRecord, Timeline
 from tests.base import PostgresTestCase, sleep
 from tests.timeline_views import request_label
 
@@ -277,3 +277,23 @@ class DemoWaterfallTests(PostgresTestCase):
             self.assertLess(bar["start_ms"], 50)
         self.assertEqual(response.context["span_ms"], response.context["run"].serial_seconds * 1000)
         self.assertContains(response, '<tr class="parallelq-task">', count=10)
+
+
+class BoundTests(SimpleTestCase):
+    def test_a_timeline_keeps_the_first_records_and_counts_the_rest(self):
+        with override_settings(PARALLELQ={"SERVER_TIMING": True}):
+            scope = Scope()
+        self.addCleanup(scope.close)
+        for i in range(MAX_RECORDS + 3):
+            record = scope.timeline.add(f"t{i}", scope.timeline.opened, 0.001, None)
+        self.assertEqual(
+            record.name, f"t{MAX_RECORDS + 2}"
+        )  # still made, for the signal and the log
+        self.assertEqual(len(scope.timeline), MAX_RECORDS)
+        self.assertEqual(scope.timeline[-1].name, f"t{MAX_RECORDS - 1}")
+        self.assertEqual(scope.timeline.dropped, 3)
+        self.assertIn("3 more dropped", repr(scope.timeline))
+        last = parse_server_timing(server_timing(scope))[-1]
+        self.assertEqual(
+            last[1]["desc"], f"{MAX_RECORDS - MAX_TASK_METRICS + 3} more tasks not listed"
+        )
