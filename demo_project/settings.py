@@ -46,6 +46,8 @@ PARALLELQ = {
     # For example postgresql://user:password@127.0.0.1:5432/bookstore
     "DATABASE_URL": os.environ.get("DATABASE_URL") or None,
     "MAX_WORKERS": 8,
+    # Each response tells the browser's developer tools how long each task took.
+    "SERVER_TIMING": True,
 }
 
 USE_TZ = True

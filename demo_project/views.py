@@ -11,6 +11,7 @@ from django.shortcuts import render
 from demo_project.bookstore import PANELS, ensure_seeded
 from demo_project.dashboard import measure
 from parallelq import aparallel
+from parallelq.waterfall import bars
 
 MAX_LATENCY_MS = 2000
 
@@ -23,13 +24,18 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             f"latency_ms must be a whole number of milliseconds from 0 to {MAX_LATENCY_MS}.\n"
         )
     ensure_seeded()
-    run = measure(int(raw) / 1000)
+    scope = request.parallelq  # type: ignore[attr-defined]
+    run = measure(int(raw) / 1000, scope.timeline)
+    span = max(run.serial_seconds, run.parallel_seconds)  # one axis for both waterfalls
     context = {
         "run": run,
         "latency_ms": int(raw),
-        "stats": request.parallelq.stats,  # type: ignore[attr-defined]
+        "stats": scope.stats,
         "serial_ms": round(run.serial_seconds * 1000),
         "parallel_ms": round(run.parallel_seconds * 1000),
+        "serial_bars": bars(run.serial, span=span),
+        "parallel_bars": bars(run.parallel, span=span),
+        "span_ms": span * 1000,
     }
     return render(request, "demo/dashboard.html", context)
 

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "ENABLED": True,
     "TRANSACTION_POOLING": False,
     "REPLICAS": (),
+    "SERVER_TIMING": False,
 }
 
 # Overlaid by ENGINE_OPTIONS key by key. Fifteen connections and no overflow: the
@@ -61,6 +62,7 @@ class Settings:
     ENABLED: bool = True
     TRANSACTION_POOLING: bool = False
     REPLICAS: Sequence[str] = ()
+    SERVER_TIMING: bool = False
 
     @property
     def engine_options(self) -> dict[str, Any]:
@@ -128,6 +130,7 @@ _BOOLS = {
     "ENABLED": "False runs tasks one by one in the calling thread.",
     "TRANSACTION_POOLING": "True when the database URL points at a pooler in transaction "
     "pooling mode, such as PgBouncer's pool_mode = transaction.",
+    "SERVER_TIMING": "True adds a Server-Timing header with each task's time to every response.",
 }
 
 

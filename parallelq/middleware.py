@@ -12,6 +12,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.http import HttpRequest, HttpResponseBase
 
 from parallelq.scoping import Scope, open_request_scope
+from parallelq.servertiming import add_server_timing
 
 logger = logging.getLogger("parallelq")
 
@@ -51,7 +52,7 @@ class ParallelQueryMiddleware:
             scope.close()  # no response: nothing else would tear the scope down
             raise
         _close_with(cast(HttpResponseBase, response), scope)
-        return response
+        return add_server_timing(scope, cast(HttpResponseBase, response))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         request.parallelq = scope = open_request_scope()  # type: ignore[attr-defined]
@@ -66,7 +67,7 @@ class ParallelQueryMiddleware:
             await asyncio.shield(sync_to_async(scope.close)())
             raise
         _close_with(response, scope)
-        return response  # type: ignore[no-any-return]
+        return add_server_timing(scope, response)  # type: ignore[no-any-return]
 
 
 def _close_with(response: HttpResponseBase, scope: Scope) -> None:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from django import db
 from sqlalchemy import orm
 
-from parallelq import executor, sessions
+from parallelq import executor, sessions, timeline
 from parallelq.cancel import cancel_until_done
 from parallelq.conf import get_settings
 from parallelq.engine import get_bind, has_idle_connection, shares_connection
@@ -50,6 +50,7 @@ class Scope:
         self.enabled = conf.ENABLED and not shares_connection()  # its tasks run in its thread
         self.timeout = conf.TIMEOUT
         self.stats = Stats()
+        self.timeline = timeline.Timeline()  # opened now: its records' start is from here
         self.closed = False
         self._lock = threading.Lock()
         self._main: orm.Session | None = None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from parallelq import pool, sessions
+from parallelq import pool, sessions, signals
 from parallelq.cancel import cancel_statement
 from parallelq.context import Locale
 from parallelq.exceptions import ParallelQueryError
@@ -25,6 +25,7 @@ from parallelq.results import checked
 
 if TYPE_CHECKING:
     from parallelq.scoping import Scope
+    from parallelq.timeline import TaskRecord
 
 logger = logging.getLogger("parallelq")
 
@@ -99,6 +100,7 @@ class Task:
         self.session: orm.Session | None = None
         self.error: BaseException | None = None  # what it raised, once settled
         self.failed_at = 0.0  # time.monotonic() when it raised: the first error wins
+        self.record: TaskRecord | None = None  # its timeline record, once it ran
         self.started = False  # claimed to run, or cancelled before it was
         self.cancelled = False
         self.wake: Callable[[], None] | None = None  # see pool.Borrower
@@ -173,9 +175,16 @@ class Task:
             self.scope.stats.task_started()
         started = time.perf_counter()
         ok, outcome = context.run(self._call, on_worker)
+        seconds = time.perf_counter() - started
         if counted:
-            self.scope.stats.task_finished(time.perf_counter() - started)
-        self._settle(ok, outcome)
+            self.scope.stats.task_finished(seconds)
+        error = None if ok else outcome
+        try:
+            self.record = self.scope.timeline.add(self.name, started, seconds, error)
+            # In the task's context, so that a receiver's span or log record joins its request's.
+            context.run(signals.announce, self.scope, self.record)
+        finally:
+            self._settle(ok, outcome)
         if not ok and self.siblings:
             # Fail fast from here, before this thread can start a queued sibling,
             # and after settling, so that this error is known to come first.

@@ -63,7 +63,7 @@ class SettingsCheckTests(SimpleTestCase):
             Error(
                 "Unknown PARALLELQ key(s): MAX_WORKER.",
                 hint="Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, "
-                "STATEMENT_TIMEOUT, ENABLED, TRANSACTION_POOLING, REPLICAS.",
+                "STATEMENT_TIMEOUT, ENABLED, TRANSACTION_POOLING, REPLICAS, SERVER_TIMING.",
                 id="parallelq.E001",
             )
         )
@@ -116,6 +116,16 @@ class SettingsCheckTests(SimpleTestCase):
                 "PARALLELQ['TRANSACTION_POOLING'] must be True or False, not 1.",
                 hint="True when the database URL points at a pooler in transaction pooling "
                 "mode, such as PgBouncer's pool_mode = transaction.",
+                id="parallelq.E004",
+            )
+        )
+
+    @override_settings(PARALLELQ={"SERVER_TIMING": 1})
+    def test_server_timing_that_is_not_a_bool_is_e004(self):
+        self.assertChecks(
+            Error(
+                "PARALLELQ['SERVER_TIMING'] must be True or False, not 1.",
+                hint="True adds a Server-Timing header with each task's time to every response.",
                 id="parallelq.E004",
             )
         )

@@ -18,7 +18,7 @@ SQLITE = "sqlite:///" + os.path.join(tempfile.gettempdir(), "parallelq-conf-neve
 
 VALID_KEYS = (
     "Valid keys: DATABASE_URL, ENGINE_OPTIONS, MAX_WORKERS, TIMEOUT, STATEMENT_TIMEOUT, ENABLED, "
-    "TRANSACTION_POOLING, REPLICAS."
+    "TRANSACTION_POOLING, REPLICAS, SERVER_TIMING."
 )
 
 

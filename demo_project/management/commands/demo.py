@@ -53,8 +53,8 @@ class Command(BaseCommand):
     def _time(self, latency: float, repeat: int) -> tuple[float, float]:
         runs = []
         for _ in range(repeat):
-            with parallelq.scope():
-                runs.append(measure(latency))
+            with parallelq.scope() as scope:
+                runs.append(measure(latency, scope.timeline))
         return (
             statistics.median(r.serial_seconds for r in runs),
             statistics.median(r.parallel_seconds for r in runs),
