@@ -7,6 +7,7 @@ from django.shortcuts import render
 
 from demo_project.bookstore import ensure_seeded
 from demo_project.dashboard import measure
+from parallelq import request_scope
 
 MAX_LATENCY_MS = 2000
 
@@ -23,7 +24,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         "run": run,
         "latency_ms": int(raw),
-        "stats": request.parallelq.stats,  # type: ignore[attr-defined]
+        "stats": request_scope(request).stats,
         "serial_ms": round(run.serial_seconds * 1000),
         "parallel_ms": round(run.parallel_seconds * 1000),
     }

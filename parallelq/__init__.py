@@ -5,15 +5,18 @@ from __future__ import annotations
 from parallelq.api import parallel, submit
 from parallelq.engine import get_engine
 from parallelq.exceptions import NoScopeError, ParallelQueryError, Timeout
-from parallelq.scoping import scope
+from parallelq.middleware import request_scope
+from parallelq.scoping import Scope, scope
 from parallelq.sessions import session
 
 __all__ = [
     "NoScopeError",
     "ParallelQueryError",
+    "Scope",
     "Timeout",
     "get_engine",
     "parallel",
+    "request_scope",
     "scope",
     "session",
     "submit",

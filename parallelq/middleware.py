@@ -1,4 +1,4 @@
-"""ParallelQueryMiddleware: give each request its own parallelq scope."""
+"""ParallelQueryMiddleware, which gives each request its own scope, and request_scope()."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponseBase
 
-from parallelq.scoping import open_request_scope
+from parallelq.exceptions import NoScopeError
+from parallelq.scoping import Scope, open_request_scope
+
+# The request attribute the middleware sets; HttpRequest does not declare it,
+# so typed code reads it back with request_scope().
+ATTRIBUTE = "parallelq"
 
 
 class ParallelQueryMiddleware:
@@ -24,5 +29,23 @@ class ParallelQueryMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        request.parallelq = open_request_scope()  # type: ignore[attr-defined]
+        setattr(request, ATTRIBUTE, open_request_scope())
         return self.get_response(request)
+
+
+def request_scope(request: HttpRequest) -> Scope:
+    """Return the request's scope, ``request.parallelq``, typed.
+
+    Its ``stats`` say what the request's tasks did; it stays readable after
+    the response is closed.
+
+    Raises:
+        NoScopeError: ParallelQueryMiddleware did not run for this request.
+    """
+    found = getattr(request, ATTRIBUTE, None)
+    if not isinstance(found, Scope):
+        raise NoScopeError(
+            "request_scope() found no parallelq scope on this request. Add "
+            "'parallelq.middleware.ParallelQueryMiddleware' to MIDDLEWARE."
+        )
+    return found
