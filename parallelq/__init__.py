@@ -9,6 +9,9 @@ from parallelq.middleware import request_scope
 from parallelq.scoping import Scope, scope
 from parallelq.sessions import session
 
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.1.0"
+
 __all__ = [
     "NoScopeError",
     "ParallelQueryError",
