@@ -10,7 +10,7 @@ from django.shortcuts import render
 
 from demo_project.bookstore import PANELS, ensure_seeded
 from demo_project.dashboard import measure
-from parallelq import aparallel
+from parallelq import aparallel, request_scope
 from parallelq.waterfall import bars
 
 MAX_LATENCY_MS = 2000
@@ -24,7 +24,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             f"latency_ms must be a whole number of milliseconds from 0 to {MAX_LATENCY_MS}.\n"
         )
     ensure_seeded()
-    scope = request.parallelq  # type: ignore[attr-defined]
+    scope = request_scope(request)
     run = measure(int(raw) / 1000, scope.timeline)
     span = max(run.serial_seconds, run.parallel_seconds)  # one axis for both waterfalls
     context = {

@@ -1,4 +1,4 @@
-"""ParallelQueryMiddleware: give each request its own parallelq scope, under WSGI and ASGI."""
+"""ParallelQueryMiddleware: each request gets its own scope (WSGI and ASGI); request_scope()."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from typing import cast
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
 
+from parallelq.exceptions import NoScopeError
 from parallelq.scoping import Scope, open_request_scope
 from parallelq.servertiming import add_server_timing
 
 logger = logging.getLogger("parallelq")
+
+# The request attribute the middleware sets; HttpRequest does not declare it,
+# so typed code reads it back with request_scope().
+ATTRIBUTE = "parallelq"
 
 
 class ParallelQueryMiddleware:
@@ -45,7 +50,8 @@ class ParallelQueryMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self.__acall__(request)
-        request.parallelq = scope = open_request_scope()  # type: ignore[attr-defined]
+        scope = open_request_scope()
+        setattr(request, ATTRIBUTE, scope)
         try:
             response = self.get_response(request)
         except BaseException:
@@ -55,7 +61,8 @@ class ParallelQueryMiddleware:
         return add_server_timing(scope, cast(HttpResponseBase, response))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        request.parallelq = scope = open_request_scope()  # type: ignore[attr-defined]
+        scope = open_request_scope()
+        setattr(request, ATTRIBUTE, scope)
         try:
             response = await self.get_response(request)  # type: ignore[misc]
         except BaseException:
@@ -82,3 +89,21 @@ def _close(scope: Scope) -> None:
         scope.close()
     except Exception:
         logger.exception("Tearing down the request's parallelq scope failed")
+
+
+def request_scope(request: HttpRequest) -> Scope:
+    """Return the request's scope, ``request.parallelq``, typed.
+
+    Its ``stats`` say what the request's tasks did; it stays readable after
+    the response is closed.
+
+    Raises:
+        NoScopeError: ParallelQueryMiddleware did not run for this request.
+    """
+    found = getattr(request, ATTRIBUTE, None)
+    if not isinstance(found, Scope):
+        raise NoScopeError(
+            "request_scope() found no parallelq scope on this request. Add "
+            "'parallelq.middleware.ParallelQueryMiddleware' to MIDDLEWARE."
+        )
+    return found

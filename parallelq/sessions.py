@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from parallelq.exceptions import NoScopeError
+from parallelq.proxy import SessionProxy
 
 logger = logging.getLogger("parallelq")
 
@@ -43,28 +44,14 @@ current: contextvars.ContextVar[Callable[[], orm.Session] | None] = contextvars.
 )
 
 
-class SessionProxy:
-    """Stand in for the current Session, as scoped_session does for its registry.
-
-    ``session.execute(...)`` runs on the Session of the task it is called in,
-    or, outside tasks, on the request's (or scope()'s) own Session. Call
-    ``session()`` to get that Session itself.
-    """
-
-    def __call__(self) -> orm.Session:
-        get = current.get()
-        if get is None:
-            raise NoScopeError(NO_SCOPE.format(what="parallelq.session"))
-        return get()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self(), name)
-
-    def __repr__(self) -> str:
-        return "<parallelq.session proxy>"
+def _current_session() -> orm.Session:
+    get = current.get()
+    if get is None:
+        raise NoScopeError(NO_SCOPE.format(what="parallelq.session"))
+    return get()
 
 
-session = SessionProxy()
+session = SessionProxy(_current_session)
 
 
 class _TaskSession(orm.Session):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.metadata
 import types
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from parallelq import NoScopeError, ParallelQueryError, Timeout, parallel, sessi
 PUBLIC_NAMES = [
     "NoScopeError",
     "ParallelQueryError",
+    "Scope",
     "Timeout",
     "aparallel",
     "get_engine",
     "parallel",
+    "request_scope",
     "scope",
     "session",
     "submit",
@@ -40,8 +43,12 @@ class ExportTests(SimpleTestCase):
         exec("from parallelq import *", namespace)
         self.assertEqual(sorted(k for k in namespace if k != "__builtins__"), PUBLIC_NAMES)
 
+    def test_version_is_the_installed_distributions(self):
+        # pyproject.toml reads the version from parallelq.__version__ when it builds.
+        self.assertEqual(parallelq.__version__, importlib.metadata.version("parallelq"))
+
     def test_callables_are_callable(self):
-        for name in ["get_engine", "parallel", "scope", "submit"]:
+        for name in ["get_engine", "parallel", "request_scope", "scope", "submit"]:
             with self.subTest(name=name):
                 self.assertTrue(callable(getattr(parallelq, name)))
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest
+from django.test import SimpleTestCase
 from sqlalchemy import orm
 
-from parallelq import get_engine
+from parallelq import NoScopeError, get_engine, request_scope
 from parallelq.scoping import Scope
 from tests.base import PostgresTestCase
 from tests.models import Note
@@ -118,4 +120,22 @@ class DashboardTests(PostgresTestCase):
         totals = response.context["run"].panels["totals"]
         self.assertEqual(
             totals, {"authors": 400, "books": 4_000, "reviews": 40_000, "orders": 30_000}
+        )
+
+
+class RequestScopeFunctionTests(PostgresTestCase):
+    def test_request_scope_returns_the_requests_scope(self):
+        request = self.client.get("/stats/").wsgi_request
+        self.assertIs(request_scope(request), request.parallelq)
+        self.assertEqual(request_scope(request).stats.tasks, 4)
+
+
+class NoMiddlewareTests(SimpleTestCase):
+    def test_request_scope_of_a_request_the_middleware_did_not_see_is_an_error(self):
+        with self.assertRaises(NoScopeError) as caught:
+            request_scope(HttpRequest())
+        self.assertEqual(
+            str(caught.exception),
+            "request_scope() found no parallelq scope on this request. Add "
+            "'parallelq.middleware.ParallelQueryMiddleware' to MIDDLEWARE.",
         )
