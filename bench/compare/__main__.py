@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGALRM, _abort)
     signal.alarm(max(1, round(args.max_minutes * 60)))
     record = Run(
-        started=datetime.datetime.now(datetime.timezone.utc),
+        started=datetime.datetime.now(datetime.UTC),
         command=shlex.join(["python", "-m", "bench.compare", *argv]),
         quick=args.quick,
     )
