@@ -6,6 +6,7 @@ from parallelq.api import parallel, submit
 from parallelq.awaiting import aparallel
 from parallelq.engine import get_engine
 from parallelq.exceptions import NoScopeError, ParallelQueryError, Timeout
+from parallelq.replicas import on_replica
 from parallelq.scoping import scope
 from parallelq.sessions import session
 
@@ -15,6 +16,7 @@ __all__ = [
     "Timeout",
     "aparallel",
     "get_engine",
+    "on_replica",
     "parallel",
     "scope",
     "session",

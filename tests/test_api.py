@@ -19,6 +19,7 @@ PUBLIC_NAMES = [
     "Timeout",
     "aparallel",
     "get_engine",
+    "on_replica",
     "parallel",
     "scope",
     "session",
