@@ -42,7 +42,7 @@ class ExportTests(SimpleTestCase):
         self.assertEqual(sorted(k for k in namespace if k != "__builtins__"), PUBLIC_NAMES)
 
     def test_callables_are_callable(self):
-        for name in ["get_engine", "parallel", "scope", "submit"]:
+        for name in ["get_engine", "on_replica", "parallel", "scope", "submit"]:
             with self.subTest(name=name):
                 self.assertTrue(callable(getattr(parallelq, name)))
 
