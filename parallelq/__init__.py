@@ -7,6 +7,7 @@ from parallelq.awaiting import aparallel
 from parallelq.engine import get_engine
 from parallelq.exceptions import NoScopeError, ParallelQueryError, Timeout
 from parallelq.middleware import request_scope
+from parallelq.replicas import on_replica
 from parallelq.scoping import Scope, scope
 from parallelq.sessions import session
 
@@ -20,6 +21,7 @@ __all__ = [
     "Timeout",
     "aparallel",
     "get_engine",
+    "on_replica",
     "parallel",
     "request_scope",
     "scope",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar, overload
 
+from parallelq import routing
 from parallelq.calls import (
     Batch,
     check_call,
@@ -18,6 +19,7 @@ from parallelq.calls import (
     refuse_event_loop,
     timeout_error,
 )
+from parallelq.replicas import Using
 from parallelq.scoping import Scope, current_scope
 from parallelq.task import Task, current_task
 
@@ -40,6 +42,7 @@ def submit(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T
     check_callable(fn, "submit() argument 'fn'")
     active = current_scope("submit()")
     task = Task(active, fn, args, kwargs)
+    task.route = routing.for_task(fn, routing.PRIMARY)  # on a replica if on_replica() marked fn
     # On an event loop's thread the task goes to a worker even with ENABLED=False
     # (one at a time, see Scope.max_workers): run here, it would hold the loop.
     if (current_task() is not None or not active.enabled) and not on_event_loop():
@@ -73,25 +76,40 @@ class _Deadline:
 
 @overload
 def parallel(
-    *callables: Callable[[], Any], timeout: float | None = ..., return_exceptions: bool = ...
+    *callables: Callable[[], Any],
+    timeout: float | None = ...,
+    return_exceptions: bool = ...,
+    consistent: bool = ...,
+    using: Using = ...,
 ) -> list[Any]: ...
-# A dict unpacked into parallel(**panels) could hold any key, timeout and
-# return_exceptions included, so type checkers match it against those too; these
-# three let it through with or without either. parallel() checks both at run time.
-@overload
-def parallel(**named: Callable[[], Any]) -> dict[str, Any]: ...
-@overload
-def parallel(*, timeout: float | None, **named: Callable[[], Any]) -> dict[str, Any]: ...
-@overload
-def parallel(*, return_exceptions: bool, **named: Callable[[], Any]) -> dict[str, Any]: ...
 @overload
 def parallel(
-    *, timeout: float | None = ..., return_exceptions: bool = ..., **named: Callable[[], Any]
+    *,
+    timeout: float | None = ...,
+    return_exceptions: bool = ...,
+    consistent: bool = ...,
+    using: Using = ...,
+    **named: Callable[[], Any],
 ) -> dict[str, Any]: ...
-def parallel(  # type: ignore[misc]  # the three above: see their comment
+# A dict unpacked into parallel(**panels) could hold any key, the options'
+# included, so type checkers match its values against every option not given
+# by name too. This lets it through, whichever options are given; parallel()
+# checks them at run time, with a message saying that a task took an option's name.
+@overload
+def parallel(
+    *,
+    timeout: float | None | Callable[[], Any] = ...,
+    return_exceptions: bool | Callable[[], Any] = ...,
+    consistent: bool | Callable[[], Any] = ...,
+    using: Using | Callable[[], Any] = ...,
+    **named: Callable[[], Any],
+) -> dict[str, Any]: ...
+def parallel(  # type: ignore[misc]  # the last one above: see its comment
     *callables: Callable[[], Any],
     timeout: float | None = None,
     return_exceptions: bool = False,
+    consistent: bool = False,
+    using: Using = "primary",
     **named: Callable[[], Any],
 ) -> list[Any] | dict[str, Any]:
     """Run each callable in its own thread and Session; return their results.
@@ -101,6 +119,10 @@ def parallel(  # type: ignore[misc]  # the three above: see their comment
         timeout: seconds to wait for all of them; None uses PARALLELQ['TIMEOUT'].
         return_exceptions: put a task's exception in its place in the results
             instead of raising it.
+        consistent: every task reads the same committed state, one snapshot
+            exported before any task starts (PostgreSQL).
+        using: "replica" runs the tasks' Sessions on a read replica (round
+            robin; the primary, read-only, when none answers).
         **named: functions taking no arguments; results come back in a dict.
 
     Returns:
@@ -111,41 +133,62 @@ def parallel(  # type: ignore[misc]  # the three above: see their comment
             not started yet are not run, and running statements are cancelled.
         Timeout: the tasks did not all finish within `timeout`.
         ParallelQueryError: the scope was closed from another thread while
-            a task waited to start (with return_exceptions, in its place).
+            a task waited to start (with return_exceptions, in its place); or
+            consistent=True on a database that cannot export a snapshot.
         NoScopeError: no request or scope() is active.
         SynchronousOnlyOperation: called in a thread that runs an event loop,
             which it would block: use aparallel() there.
         TypeError: an argument is not callable or is a coroutine function,
             callables are both positional and named, timeout is not a positive
-            number of seconds or None, or return_exceptions is not a bool (a
-            task named after either lands there).
+            number of seconds or None, return_exceptions or consistent is not
+            a bool, using is neither "primary" nor "replica" (a task named
+            after an option lands there), or consistent=True on the primary
+            is given a callable marked on_replica().
     """
     refuse_event_loop("parallel()")
-    check_call("parallel()", callables, named, timeout, return_exceptions)
+    check_call("parallel()", callables, named, timeout, return_exceptions, consistent, using)
     if not (named or callables):
         return {} if named else []
     active = current_scope("parallel()")
     active.check_open("parallel()")
     limit = active.timeout if timeout is None else timeout
-    batch = Batch(len(named or callables), fail_fast=not return_exceptions)
-    tasks = make_tasks(active, callables, named, batch)
+    started = time.monotonic()
+    outer = current_task()
+    route = routing.open_route(
+        active,
+        consistent=consistent,
+        using=using,
+        timeout=limit,
+        outer=None if outer is None else outer.route,
+    )
+    tasks: list[Task] = []
     try:
-        results = _run(active, tasks, batch, limit, return_exceptions)
+        batch = Batch(len(named or callables), fail_fast=not return_exceptions)
+        tasks = make_tasks(active, callables, named, batch, route)
+        results = _run(active, tasks, batch, limit, started, return_exceptions)
     finally:
         for task in tasks:
             task.siblings = []  # each refers to the others: let them be freed without the GC
+        route.close()  # its snapshot, if it exported one; the tasks left have been cancelled
     return dict(zip(named, results, strict=True)) if named else results
 
 
 def _run(
-    active: Scope, tasks: list[Task], batch: Batch, limit: float | None, return_exceptions: bool
+    active: Scope,
+    tasks: list[Task],
+    batch: Batch,
+    limit: float | None,
+    started: float,
+    return_exceptions: bool,
 ) -> list[Any]:
-    """Start `tasks`, run those the caller must, and gather every result in order."""
+    """Start `tasks`, run those the caller must, and gather every result in order.
+
+    `limit` counts from `started`, the call's start.
+    """
     inline = current_task() is not None or not active.enabled
     if not inline:
         for task in tasks:
             active.dispatch(task, caller_runs=True)
-    started = time.monotonic()
     deadline: _Deadline | None = None
     try:
         for task in _run_here(active, tasks, inline):

@@ -13,9 +13,11 @@ from typing import Any
 
 from django.core.exceptions import SynchronousOnlyOperation
 
+from parallelq import replicas
 from parallelq.conf import MAX_SECONDS, is_seconds
 from parallelq.context import Locale
 from parallelq.exceptions import ParallelQueryError, Timeout
+from parallelq.routing import PRIMARY, Route, for_task
 from parallelq.scoping import Scope
 from parallelq.task import Task
 
@@ -26,15 +28,27 @@ def check_call(
     named: dict[str, Any],
     timeout: Any,
     return_exceptions: Any,
+    consistent: Any = False,
+    using: Any = "primary",
 ) -> None:
     """Raise TypeError for arguments `what` (parallel() or aparallel()) cannot run."""
     if callables and named:
         raise TypeError(f"{what} takes callables either positionally or by name, not both.")
     _check_options(what, timeout, return_exceptions)
-    for i, fn in enumerate(callables):
-        check_callable(fn, f"{what} positional argument {i}")
-    for label, fn in named.items():
-        check_callable(fn, f"{what} argument {label!r}")
+    if not isinstance(consistent, bool):
+        raise _bad_option(what, "consistent", consistent, "True or False")
+    if not isinstance(using, str) or using not in replicas.USING:
+        raise _bad_option(what, "using", using, " or ".join(map(repr, replicas.USING)))
+    labelled = [(f"{what} positional argument {i}", fn) for i, fn in enumerate(callables)]
+    labelled += [(f"{what} argument {label!r}", fn) for label, fn in named.items()]
+    for label, fn in labelled:
+        check_callable(fn, label)
+        if consistent and replicas.using_of(fn, using) != using:
+            raise TypeError(
+                f"{label} is marked on_replica(), but consistent=True reads one snapshot, which "
+                f"lives on one server: here the primary. Pass using='replica' to run every "
+                "task on a replica, or leave on_replica() out."
+            )
 
 
 def check_callable(fn: Any, what: str) -> None:
@@ -137,8 +151,9 @@ def make_tasks(
     callables: tuple[Callable[[], Any], ...],
     named: dict[str, Callable[[], Any]],
     batch: Batch,
+    route: Route = PRIMARY,
 ) -> list[Task]:
-    """Return a task per callable; with fail_fast, each cancels the others if it fails."""
+    """Return a task per callable, routed by `route`; with fail_fast, each cancels the others."""
     locale = Locale()
     if named:
         tasks = [Task(active, fn, name=k, locale=locale, batch=batch) for k, fn in named.items()]
@@ -146,6 +161,8 @@ def make_tasks(
         tasks = [
             Task(active, fn, index=i, locale=locale, batch=batch) for i, fn in enumerate(callables)
         ]
+    for task in tasks:
+        task.route = for_task(task.fn, route)
     if batch.fail_fast:
         for task in tasks:
             task.siblings = tasks

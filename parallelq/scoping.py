@@ -22,6 +22,7 @@ from parallelq.exceptions import NoScopeError
 from parallelq.stats import Stats
 
 if TYPE_CHECKING:
+    from parallelq.snapshot import Snapshot
     from parallelq.task import Task
 
 # How long teardown waits for tasks still running after their statements were
@@ -58,6 +59,7 @@ class Scope:
         self._sessions = sessions.Registry()
         self._pending: deque[Task] = deque()
         self._running: set[Task] = set()
+        self._snapshots: set[Snapshot] = set()  # of calls still running: see hold()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._running)} running"
@@ -110,6 +112,21 @@ class Scope:
     def discard_session(self, session: orm.Session) -> None:
         """Forget `session`, which its task has ended itself."""
         self._sessions.discard(session)
+
+    def hold(self, snapshot: Snapshot) -> None:
+        """Close `snapshot` at teardown unless release() hands it back; NoScopeError if closed."""
+        with self._lock:
+            if not self.closed:
+                self._snapshots.add(snapshot)
+                return
+        snapshot.close()
+        self.check_open("consistent=True")
+
+    def release(self, snapshot: Snapshot) -> bool:
+        """Forget `snapshot`: True if the caller is to close it, False if teardown has."""
+        with self._lock:
+            held, self._snapshots = snapshot in self._snapshots, self._snapshots - {snapshot}
+        return held
 
     def dispatch(self, task: Task, *, caller_runs: bool) -> None:
         """Run `task` on a worker thread, or queue it behind MAX_WORKERS running ones.
@@ -225,8 +242,13 @@ class Scope:
         finally:
             with self._lock:
                 busy = {task.session for task in self._running}
+                snapshots, self._snapshots = self._snapshots, set()
             self._main = None
-            self._sessions.end_all(but=busy)
+            try:
+                self._sessions.end_all(but=busy)
+            finally:
+                for snapshot in snapshots:  # once their tasks have stopped
+                    snapshot.close()
 
 
 def current_scope(what: str = "parallelq") -> Scope:

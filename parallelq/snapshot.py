@@ -60,13 +60,7 @@ class Snapshot:
             Timeout: no connection came free within `timeout`.
             sqlalchemy.exc.TimeoutError: none came free within pool_timeout.
         """
-        if engine.dialect.name != "postgresql":
-            raise ParallelQueryError(
-                f"consistent=True needs PostgreSQL, which can export one snapshot for every "
-                f"task to import (pg_export_snapshot()); this database is "
-                f"{engine.dialect.name}, which cannot. Leave consistent out, or read what "
-                "must agree in one task, whose transaction sees one state."
-            )
+        check_exportable(engine)
         connection = _connect(engine, timeout)
         try:
             # psycopg2 sends BEGIN first; SET TRANSACTION must come before any query.
@@ -116,6 +110,17 @@ class Snapshot:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def check_exportable(engine: sa.Engine) -> None:
+    """Raise ParallelQueryError unless `engine`'s database can export a snapshot (PostgreSQL)."""
+    if engine.dialect.name != "postgresql":
+        raise ParallelQueryError(
+            f"consistent=True needs PostgreSQL, which can export one snapshot for every "
+            f"task to import (pg_export_snapshot()); this database is "
+            f"{engine.dialect.name}, which cannot. Leave consistent out, or read what "
+            "must agree in one task, whose transaction sees one state."
+        )
 
 
 @sa.event.listens_for(sessions.TaskSession, "after_begin")
@@ -189,8 +194,8 @@ class _Waiter:
     def check_cancelled(self) -> None:
         if time.monotonic() >= self.deadline:
             raise Timeout(
-                f"parallel() timed out after {self.timeout} s waiting for a pooled connection "
-                "to export its snapshot (consistent=True); no task ran."
+                f"consistent=True timed out after {self.timeout} s waiting for a pooled "
+                "connection to export the call's snapshot; no task ran."
             )
 
     def lent(self, dbapi_connection: Any) -> None:

@@ -22,6 +22,7 @@ from parallelq.cancel import cancel_statement
 from parallelq.context import Locale
 from parallelq.exceptions import ParallelQueryError
 from parallelq.results import checked
+from parallelq.routing import PRIMARY, Route
 
 if TYPE_CHECKING:
     from parallelq.scoping import Scope
@@ -96,6 +97,7 @@ class Task:
         self.context: contextvars.Context | None = contextvars.copy_context()
         self.locale = locale or Locale()  # parallel() reads it once for all its tasks
         self.batch = batch  # told when the task settles
+        self.route: Route = PRIMARY  # where its Session goes: see calls.make_tasks()
         self.siblings: list[Task] = []  # cancelled when this task fails
         self.session: orm.Session | None = None
         self.error: BaseException | None = None  # what it raised, once settled
@@ -142,7 +144,7 @@ class Task:
                     "inside the task."
                 )
             self.check_cancelled()
-            session = sessions.new_session(sessions.TaskSession, self.scope.bind, task=self)
+            session = self.route.new_session(self.scope.bind, self)
             self.scope.add_session(session, self)  # NoScopeError once the scope is closed
             self.session = session
         return self.session

@@ -153,3 +153,28 @@ class AcrossAtomicBlocks(pq_testing.TestCase):
         response = self.client.get("/atomic-notes/")  # the request's Session ends after the view
         self.assertEqual(response.json()["texts"], ["before"])
         self.assertEqual(shelves(), [])
+
+
+class ConsistentInATest(pq_testing.TestCase):
+    """consistent=True and using="replica" in a test: the tasks read the test's transaction."""
+
+    def setUp(self):
+        with parallelq.scope():
+            add_note("sqlalchemy", commit=True)
+
+    def test_consistent_tasks_read_the_tests_transaction_and_its_rows(self):
+        began = sa.text("SELECT now(), pg_backend_pid()")  # now(): when the transaction began
+        with parallelq.scope():
+            *seen, stamp = parallel(
+                notes, notes, lambda: tuple(session.execute(began).one()), consistent=True
+            )
+        with connection.cursor() as cursor:
+            cursor.execute(began.text)
+            self.assertEqual(stamp, cursor.fetchone())
+        self.assertEqual(seen, [["sqlalchemy"]] * 2)
+
+    def test_replica_tasks_read_the_tests_transaction_too(self):
+        with parallelq.scope():
+            seen = parallel(notes, parallelq.on_replica(notes), using="replica", consistent=True)
+            self.assertEqual(submit(parallelq.on_replica(notes)).result(), ["sqlalchemy"])
+        self.assertEqual(seen, [["sqlalchemy"]] * 2)

@@ -21,6 +21,7 @@ PUBLIC_NAMES = [
     "Timeout",
     "aparallel",
     "get_engine",
+    "on_replica",
     "parallel",
     "request_scope",
     "scope",
@@ -48,7 +49,7 @@ class ExportTests(SimpleTestCase):
         self.assertEqual(parallelq.__version__, importlib.metadata.version("parallelq"))
 
     def test_callables_are_callable(self):
-        for name in ["get_engine", "parallel", "request_scope", "scope", "submit"]:
+        for name in ["get_engine", "on_replica", "parallel", "request_scope", "scope", "submit"]:
             with self.subTest(name=name):
                 self.assertTrue(callable(getattr(parallelq, name)))
 

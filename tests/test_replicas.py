@@ -1,8 +1,8 @@
 """Read replicas (replicas.py) against a real streaming replica of the test run's PostgreSQL.
 
-parallel(using="replica") is not wired yet: these tests do what the wired Task
-will do, with submit() inside a scope: bind the task's Session to
-replicas.route(...) (and import a Snapshot) before its first statement.
+These tests drive replicas.py itself, with submit() inside a scope: they bind
+the task's Session to replicas.route(...) (and import a Snapshot) before its
+first statement. tests/test_replicas_api.py tests parallel(using="replica").
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def insert() -> None:
 
 
 def routed(fn, using="replica", snapshot=None):
-    """Return `fn` as a task whose Session is routed as the wired Task will route it."""
+    """Return `fn` as a task whose Session is routed as routing.Route routes it."""
 
     def task():
         s = session()  # not begun yet: no connection
@@ -117,7 +117,7 @@ class RoutingTests(ReplicaTestCase):
         self.assertEqual(using_of(recovery_and), "primary")
         self.assertEqual(marked.__name__, "recovery_and")
         with parallelq.scope():
-            # As the wired submit() will: the mark says where, the arguments go to fn.
+            # As submit() does: the mark says where, the arguments go to fn.
             future = submit(routed(lambda: marked(1, using="x"), using_of(marked)))
             self.assertEqual(future.result(timeout=10), (True, (1,), {"using": "x"}))
 

@@ -1,8 +1,8 @@
 """One snapshot for a call's tasks (snapshot.py): exported once, imported by each task's Session.
 
-parallel(consistent=True) is not wired yet: these tests do what it will do,
-with submit() inside a scope: export a Snapshot, have each task's Session
-import it (consistent_task()), close it when the tasks are done.
+These tests drive Snapshot itself, with submit() inside a scope: export it,
+have each task's Session import it (consistent_task()), close it when the
+tasks are done. tests/test_consistent.py tests parallel(consistent=True).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def count() -> int:
 
 
 def consistent_task(snapshot: Snapshot, fn):
-    """Return `fn` as a task whose Session imports `snapshot`, as the wired Task will do."""
+    """Return `fn` as a task whose Session imports `snapshot`, as routing.Route makes it do."""
 
     def task():
         snapshot.attach(session())  # before its first statement: the Session is not begun
