@@ -153,12 +153,11 @@ def _connect(engine: sa.Engine, timeout: float | None) -> sa.Connection:
             pool.borrower.reset(token)
             waiter.wake = None  # stops its timer, if one started
     except sa.exc.TimeoutError as exc:
-        if hasattr(exc, "add_note"):
-            exc.add_note(
-                "parallelq: consistent=True found no free connection for its snapshot within "
-                "pool_timeout. The snapshot holds one connection more than the call's tasks; "
-                "raise ENGINE_OPTIONS pool_size."
-            )
+        exc.add_note(
+            "parallelq: consistent=True found no free connection for its snapshot within "
+            "pool_timeout. The snapshot holds one connection more than the call's tasks; "
+            "raise ENGINE_OPTIONS pool_size."
+        )
         raise
 
 

@@ -300,10 +300,9 @@ class Task:
 
 
 def _explain_pool_timeout(exc: sa.exc.TimeoutError, name: str) -> None:
-    # Python 3.11+: the note is printed with the traceback; the type stays SQLAlchemy's.
-    if hasattr(exc, "add_note"):
-        exc.add_note(
-            f"parallelq: task {name!r} found no free connection in the pool within "
-            "pool_timeout. Every request's own Session and every running task holds one; "
-            "raise ENGINE_OPTIONS pool_size, or lower MAX_WORKERS (see check parallelq.W002)."
-        )
+    # The note is printed with the traceback; the type stays SQLAlchemy's.
+    exc.add_note(
+        f"parallelq: task {name!r} found no free connection in the pool within "
+        "pool_timeout. Every request's own Session and every running task holds one; "
+        "raise ENGINE_OPTIONS pool_size, or lower MAX_WORKERS (see check parallelq.W002)."
+    )

@@ -107,10 +107,9 @@ class SmallPoolTests(PostgresTestCase):
                 parallel(lambda: session.execute(sa.text("SELECT 1")))
             # One pool_timeout is 3 s; ending the task's Session must not wait for another.
             self.assertLess(time.monotonic() - started, 5)
-        if hasattr(caught.exception, "add_note"):  # Python 3.11+
-            (note,) = caught.exception.__notes__
-            self.assertIn("found no free connection in the pool within pool_timeout", note)
-            self.assertIn("pool_size", note)
+        (note,) = caught.exception.__notes__
+        self.assertIn("found no free connection in the pool within pool_timeout", note)
+        self.assertIn("pool_size", note)
 
     @override_settings(PARALLELQ={**SMALL_POOL, "MAX_WORKERS": 1})
     def test_nested_parallel_with_one_worker_and_two_connections_does_not_deadlock(self):
