@@ -52,6 +52,8 @@ def dashboard(request: HttpRequest) -> int:
     with session.no_autoflush:
         assert_type(session.info, dict[Any, Any])
     panels = parallel(titles, titles)
+    named = parallel(consistent=True, using="replica", **{"a": titles})
+    assert_type(named, dict[str, Any])
     scope = request_scope(request)
     assert_type(scope, Scope)
     assert_type(parallelq.__version__, str)
