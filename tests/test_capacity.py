@@ -86,6 +86,12 @@ class DemandTests(SimpleTestCase):
         )
         self.assertEqual([p.server_connections for p in rows], [p.app_connections for p in rows])
 
+    def test_worker_threads_that_run_django_queries_keep_a_connection_each(self):
+        plan = model.Deployment(processes=1, threads=8, clients=2, django_connections=1)
+        without = model.predict(_costs(), plan).app_connections
+        with_tasks = model.predict(_costs(), dataclasses.replace(plan, django_in_tasks=True))
+        self.assertEqual(with_tasks.app_connections - without, 2 * 5)  # tasks at once
+
     def test_a_pool_never_opens_more_than_pool_size(self):
         plan = model.Deployment(processes=2, clients=8, pool_size=15)
         self.assertEqual(model.predict(_costs(), plan).app_connections, 2 * 15)

@@ -69,7 +69,12 @@ class Measured:
 
 @contextlib.contextmanager
 def serving(
-    db: dict[str, Any], count: int, threads: int, parallelq: dict[str, Any], queries_ms: list[float]
+    db: dict[str, Any],
+    count: int,
+    threads: int,
+    parallelq: dict[str, Any],
+    queries_ms: list[float],
+    request_session: bool = True,
 ) -> Iterator[list[Server]]:
     """Start `count` gunicorn processes serving bench.capacity.views; stop them on exit."""
     started: list[Server] = []
@@ -78,7 +83,8 @@ def serving(
             options = dict(parallelq.get("ENGINE_OPTIONS", {}))
             options["connect_args"] = {"application_name": app_name(index)}
             settings = {"parallelq": {**parallelq, "ENGINE_OPTIONS": options}}
-            os.environ[SETTINGS_ENV] = json.dumps({**settings, "queries_ms": queries_ms})
+            views = {"queries_ms": queries_ms, "request_session": request_session}
+            os.environ[SETTINGS_ENV] = json.dumps({**settings, **views})
             port = servers.free_port()
             command = servers.gunicorn_command(port, threads, "bench.capacity.wsgi:application")
             process = stack.enter_context(servers.serving(command, port, db, "/base/"))

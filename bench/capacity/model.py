@@ -63,6 +63,7 @@ class Deployment:
     pool_size: int = 15  # pool_size + max_overflow of parallelq's Engine
     request_session: bool = True  # the view uses the request's Session: one connection more
     django_connections: int = 0  # Django's own persistent connections per thread (0 or 1)
+    django_in_tasks: bool = False  # tasks use the Django ORM: worker threads keep one each too
     app_cores: float = 4.0  # per app server
     db_cores: float = 8.0  # per database server
     replicas: int = 0  # read replicas parallelq's Engine spreads its connections over
@@ -259,7 +260,10 @@ def predict(costs: Costs, plan: Deployment) -> Prediction:
     session = 1 if plan.request_session else 0
     wanted = n * (session + request.width)  # per process, every request at its widest
     pooled = min(plan.pool_size, wanted)  # a pool opens what its peak needs, and keeps it
-    django = processes * plan.django_connections * plan.threads  # always to the primary
+    threads = plan.threads  # Django's connections, persistent (CONN_MAX_AGE > 0), go direct
+    if plan.django_in_tasks:  # to the primary; so do those of worker threads that ran tasks
+        threads += min(max(plan.pool_size, plan.max_workers), n * request.width)
+    django = processes * plan.django_connections * threads
     client = math.ceil(processes * pooled / dbs)  # parallelq's, to each database (or PgBouncer)
     server = client if plan.pgbouncer_pool is None else min(client, plan.pgbouncer_pool)
     if plan.replicas == 0:

@@ -52,7 +52,8 @@ def deployment(plan: Deployment) -> str:
         f"{plan.in_flight} requests in flight per process, {plan.app_cores:g} cores; "
         f"MAX_WORKERS {plan.max_workers}, pool_size {plan.pool_size}, "
         f"request's Session {'used' if plan.request_session else 'not used'}, "
-        f"{plan.django_connections} Django connection(s) per thread; {databases} of "
+        f"{plan.django_connections} Django connection(s) per thread"
+        f"{' (tasks use the ORM too)' if plan.django_in_tasks else ''}; {databases} of "
         f"{plan.db_cores:g} cores, max_connections {plan.max_connections}; {pooler}."
     )
 
@@ -95,6 +96,7 @@ def measured(
         "processes",
         "measured mean ms (runs)",
         "measured p50 ms",
+        "measured p99 ms",
         "predicted ms",
         "pred / mean",
         "pred / p50",
@@ -115,6 +117,7 @@ def measured(
                 str(processes),
                 f"{mean:.1f} ({spread})",
                 f"{p50:.1f}",
+                f"{statistics.median(s.p99_ms for s in samples):.1f}",
                 _ms(p.latency_ms),
                 f"{p.latency_ms / mean:.2f}",
                 f"{p.latency_ms / p50:.2f}",
@@ -125,7 +128,7 @@ def measured(
                 _busy(samples),
             ]
         )
-    return markdown.table(header, body, "rrrrrrrrrrl")
+    return markdown.table(header, body, "rrrrrrrrrrrl")
 
 
 def _busy(samples: list[Measured]) -> str:

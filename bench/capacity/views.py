@@ -23,7 +23,7 @@ _SLEEP = sa.text("SELECT pg_sleep(:seconds)")
 
 
 def app_settings() -> dict[str, Any]:
-    """Return what the server's requests run: ``queries_ms``, a list of sleeps in ms."""
+    """Return what the server's requests run: ``queries_ms`` (sleeps), ``request_session``."""
     return dict(json.loads(os.environ[SETTINGS_ENV]))
 
 
@@ -32,19 +32,26 @@ def _sleep(seconds: float) -> Any:
 
 
 _TASKS = [functools.partial(_sleep, ms / 1000) for ms in app_settings()["queries_ms"]]
+_REQUEST_SESSION = bool(app_settings()["request_session"])
 _COUNTS_LOCK = threading.Lock()
 _COUNTS = {"requests": 0, "tasks": 0, "in_caller": 0}
 
 
+def _own_statement() -> None:
+    # The request's Session keeps its connection, in a transaction, until teardown.
+    if _REQUEST_SESSION:
+        parallelq.session.execute(sa.text("SELECT 1"))
+
+
 def base(request: HttpRequest) -> HttpResponse:
-    """Only the request's own Session: one SELECT 1, as fanout() starts (the base cost)."""
-    parallelq.session.execute(sa.text("SELECT 1"))
+    """What fanout() does but its fan-out: the base cost of a request."""
+    _own_statement()
     return HttpResponse("base\n", content_type="text/plain")
 
 
 def fanout(request: HttpRequest) -> HttpResponse:
-    """SELECT 1 on the request's Session (held until teardown), then parallel() of the sleeps."""
-    parallelq.session.execute(sa.text("SELECT 1"))
+    """SELECT 1 on the request's Session (unless not to use it), then parallel() of the sleeps."""
+    _own_statement()
     results = parallelq.parallel(*_TASKS)
     stats = request.parallelq.stats  # type: ignore[attr-defined]
     with _COUNTS_LOCK:
