@@ -37,10 +37,11 @@ class LatencyTests(SimpleTestCase):
 
     def test_max_workers_below_the_fan_out_makes_waves(self):
         plan = model.Deployment(processes=1, clients=1, max_workers=2)
-        wide = model.predict(_costs(), dataclasses.replace(plan, max_workers=5)).unloaded_ms
-        narrow = model.predict(_costs(), plan).unloaded_ms
+        costs = _costs(task_ms=0.5)
+        wide = model.predict(costs, dataclasses.replace(plan, max_workers=5)).unloaded_ms
+        narrow = model.predict(costs, plan).unloaded_ms
         # Two more waves of a 20 ms query and its task; three tasks fewer started at once.
-        self.assertAlmostEqual(narrow - wide, 2 * (20 + 0.35) - 3 * 0.35)
+        self.assertAlmostEqual(narrow - wide, 2 * (20 + 0.5) - 3 * 0.5)
 
     def test_a_pool_smaller_than_the_requests_want_slows_them(self):
         plan = model.Deployment(processes=1, clients=2, pool_size=15)

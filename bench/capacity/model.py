@@ -25,12 +25,13 @@ class Costs:
     queries_ms: tuple[float, ...]  # each fan-out query's latency alone, on an open Session
     query_app_cpu_ms: tuple[float, ...]  # the app's CPU for each (SQLAlchemy, psycopg2)
     query_db_cpu_ms: tuple[float, ...]  # the database's CPU for each (about 0: it only waits)
-    task_ms: float = 0.35  # what each task adds over its query, on the request's path
-    task_app_cpu_ms: float = 0.5  # the app's CPU per task (Session, checkout, BEGIN, ROLLBACK)
-    task_db_cpu_ms: float = 0.15  # the database's CPU per task beyond its query's
-    request_ms: float = 1.3  # a request without its fan-out: HTTP, Django, the request's Session
-    request_app_cpu_ms: float = 1.2  # its CPU in the app process
-    request_db_cpu_ms: float = 0.1  # its CPU in the database
+    # Defaults: what bench.capacity measured here (2 cores, loopback, PostgreSQL 15).
+    task_ms: float = 0.55  # what each task adds over its query, on the request's path
+    task_app_cpu_ms: float = 0.35  # the app's CPU per task (Session, checkout, BEGIN, ROLLBACK)
+    task_db_cpu_ms: float = 0.1  # the database's CPU per task beyond its query's
+    request_ms: float = 1.2  # a request without its fan-out: HTTP, Django, the request's Session
+    request_app_cpu_ms: float = 1.0  # its CPU in the app process
+    request_db_cpu_ms: float = 0.13  # its CPU in the database
     client_cpu_ms: float = 0.0  # the load generator's CPU per request, on shared cores only
     round_trip_ms: float = 0.0  # network round trip app to database, beyond the measured one
 
@@ -103,9 +104,12 @@ def makespan(durations: list[float], width: int) -> float:
     return max(slots, default=0.0)
 
 
-def _stretch(utilisation: float) -> float:
-    """Return how much longer CPU work takes on a resource this busy (processor sharing)."""
-    return math.inf if utilisation >= 1 else 1 / (1 - utilisation)
+def _stretch(utilisation: float, cores: float) -> float:
+    """Return how much longer CPU work takes on `cores` this busy: 1 / (1 - U^cores).
+
+    The usual approximation of a queue with `cores` servers (exact for one and two).
+    """
+    return math.inf if utilisation >= 1 else 1 / (1 - utilisation ** max(cores, 1.0))
 
 
 def _packed(waiting: float, holding: float, session: float, capacity: float) -> float:
@@ -157,8 +161,9 @@ class _Request:
         """Return the request's path at `rps`, None where a CPU is saturated."""
         c = self.costs
         used = self.utilisations(rps)
-        app = _stretch(max(used["GIL"], used["app CPU"]))
-        db = _stretch(used["db CPU"])
+        p = self.plan
+        app = max(_stretch(used["GIL"], 1), _stretch(used["app CPU"], p.app_cores))
+        db = _stretch(used["db CPU"], p.app_cores if p.shared_cores else p.db_cores)
         if math.isinf(app) or math.isinf(db):
             return None
 
@@ -176,7 +181,7 @@ class _Request:
         request = c.request_ms + 2 * c.round_trip_ms  # its Session's BEGIN and ROLLBACK
         request += extra(c.request_app_cpu_ms, c.request_db_cpu_ms)
         # A wave's tasks start one after another: their overheads take turns at the GIL.
-        return _Path(request, holds, c.task_ms * app)
+        return _Path(request, holds, c.task_ms + c.task_app_cpu_ms * (app - 1))
 
     def holding(self) -> float:
         """Return the connection time a request's tasks hold in all, unloaded (ms)."""
