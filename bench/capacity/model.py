@@ -198,8 +198,8 @@ class _Request:
         """Return the latency `capacity` connections allow `waiting` requests (math.inf: none).
 
         Two estimates bracket it: every connection always in use (`_packed`, too low),
-        and every request getting only its fair share of the pool, in waves (too high);
-        the model takes their mean.
+        and every request getting only its fair share of the pool, rounded up to whole
+        connections, as its lanes (too high); the model takes their mean.
         """
         share = capacity / waiting - self.session
         if share >= self.width:
@@ -207,8 +207,7 @@ class _Request:
         packed = _packed(waiting, sum(path.holds), self.session, capacity)
         if share <= 0 or math.isinf(packed):
             return math.inf
-        waves = math.ceil(len(path.holds) / max(share, 1.0))
-        fair = path.through(math.ceil(len(path.holds) / waves))
+        fair = path.through(math.ceil(share))  # its share, in whole connections, as lanes
         return (packed + fair) / 2
 
     def latency(self, rps: float) -> tuple[float, str]:
