@@ -32,7 +32,8 @@ _TRIVIAL = sa.text("SELECT 1")
 TRIVIAL_REPS = 300
 
 
-BLOCKS = 3  # the app's CPU is the least of this many blocks' means: other load inflates it
+BLOCKS = 5  # CPU per call is the least of this many blocks' means: other load inflates it
+QUERY_SECONDS = 1.5  # spent measuring each distinct query
 
 
 @dataclass(frozen=True)
@@ -48,17 +49,17 @@ def _repeat(call: Callable[[], Any], reps: int) -> Sample:
     call()  # warm: connections open, statements seen once
     walls: list[float] = []
     app: list[float] = []
-    db = cpu.postgres_seconds()  # in clock ticks of 10 ms: only a total over every block
-    for block in range(BLOCKS):
-        count = reps // BLOCKS + (block < reps % BLOCKS)
-        started = time.process_time()
+    db: list[float] = []
+    for _block in range(BLOCKS):
+        count = max(1, reps // BLOCKS)
+        started, db_started = time.process_time(), cpu.postgres_seconds()
         for _ in range(count):
             start = time.perf_counter()
             call()
             walls.append(time.perf_counter() - start)
-        app.append((time.process_time() - started) / max(count, 1))
-    db = cpu.postgres_seconds() - db
-    return Sample(1000 * statistics.median(walls), 1000 * min(app), 1000 * db / reps)
+        app.append((time.process_time() - started) / count)
+        db.append((cpu.postgres_seconds() - db_started) / count)
+    return Sample(1000 * statistics.median(walls), 1000 * min(app), 1000 * min(db))
 
 
 def _on_open_session(statement: sa.TextClause, params: dict[str, Any], reps: int) -> Sample:
@@ -74,16 +75,20 @@ def _fanout(width: int, reps: int) -> Sample:
         return _repeat(lambda: parallelq.parallel(*[trivial] * width), reps)
 
 
+def _reps(ms: float) -> int:
+    return max(BLOCKS * 2, round(QUERY_SECONDS * 1000 / max(ms, 1)))
+
+
 def measure(queries_ms: list[float], width: int) -> Costs:
     """Return the costs of a fan-out of pg_sleep queries of `queries_ms`, `width` at once.
 
     The request's own costs are left at Costs' defaults; ``with_request()`` sets them.
     """
     trivial = _on_open_session(_TRIVIAL, {}, TRIVIAL_REPS)
-    samples = [
-        _on_open_session(_SLEEP, {"seconds": ms / 1000}, max(10, round(600 / max(ms, 1))))
-        for ms in queries_ms
-    ]
+    distinct = {
+        ms: _on_open_session(_SLEEP, {"seconds": ms / 1000}, _reps(ms)) for ms in set(queries_ms)
+    }
+    samples = [distinct[ms] for ms in queries_ms]
     tasks = _fanout(width, TRIVIAL_REPS)
     return Costs(
         queries_ms=tuple(s.wall_ms for s in samples),
@@ -100,16 +105,22 @@ def with_request(costs: Costs, server: Any, seconds: float) -> Costs:
     """Return `costs` with the request's own, from `server`'s /base/ at one client.
 
     /base/ is the measured view without its fan-out: HTTP, Django, the middleware's
-    scope, a SELECT 1 on the request's Session and its teardown.
+    scope, a SELECT 1 on the request's Session and its teardown. Three loads of a
+    third of `seconds`: the median latency, the least CPU per request.
     """
-    clock = cpu.Clock([server])
-    result = wrk.run(server.url("/base/"), 1, seconds)
-    used = clock.read()
-    requests = max(result.requests, 1)
+    latency, app, db, client = [], [], [], []
+    for _ in range(3):
+        clock = cpu.Clock([server])
+        result = wrk.run(server.url("/base/"), 1, seconds / 3)
+        used, requests = clock.read(), max(result.requests, 1)
+        latency.append(1000 / result.requests_per_second)
+        app.append(1000 * used.app / requests)
+        db.append(1000 * used.db / requests)
+        client.append(1000 * used.wrk / requests)
     return dataclasses.replace(
         costs,
-        request_ms=1000 / result.requests_per_second,
-        request_app_cpu_ms=1000 * used.app / requests,
-        request_db_cpu_ms=1000 * used.db / requests,
-        client_cpu_ms=1000 * used.wrk / requests,
+        request_ms=statistics.median(latency),
+        request_app_cpu_ms=min(app),
+        request_db_cpu_ms=min(db),
+        client_cpu_ms=min(client),
     )
