@@ -106,12 +106,13 @@ def with_request(costs: Costs, server: Any, seconds: float) -> Costs:
 
     /base/ is the measured view without its fan-out: HTTP, Django, the middleware's
     scope, a SELECT 1 on the request's Session and its teardown. Three loads of a
-    third of `seconds`: the median latency, the least CPU per request.
+    third of `seconds` (whole seconds, as wrk takes them): the median latency, the
+    least CPU per request.
     """
     latency, app, db, client = [], [], [], []
     for _ in range(3):
         clock = cpu.Clock([server])
-        result = wrk.run(server.url("/base/"), 1, seconds / 3)
+        result = wrk.run(server.url("/base/"), 1, max(1, round(seconds / 3)))
         used, requests = clock.read(), max(result.requests, 1)
         latency.append(1000 / result.requests_per_second)
         app.append(1000 * used.app / requests)
