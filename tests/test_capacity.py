@@ -62,6 +62,12 @@ class LatencyTests(SimpleTestCase):
         )
         self.assertTrue(math.isfinite(no_session.latency_ms))
 
+    def test_no_more_transactions_are_busy_on_average_than_pgbouncers_pool(self):
+        plan = model.Deployment(processes=4, pgbouncer_pool=150, request_session=False)
+        for row in model.table(_costs(), plan):
+            self.assertLessEqual(row.busy_mean, 150 * 1.001)
+            self.assertEqual(row.server_connections, min(row.db_client_connections, 150))
+
     def test_latency_never_falls_as_servers_are_added(self):
         rows = model.table(_costs(), model.Deployment(db_cores=2))
         latencies = [p.latency_ms for p in rows]

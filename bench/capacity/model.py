@@ -199,7 +199,8 @@ class _Request:
 
         Two estimates bracket it: every connection always in use (`_packed`, too low),
         and every request getting only its fair share of the pool, rounded up to whole
-        connections, as its lanes (too high); the model takes their mean.
+        connections, as its lanes (mostly too high); the model takes their mean, and
+        never less than the first: it is a hard bound.
         """
         share = capacity / waiting - self.session
         if share >= self.width:
@@ -207,8 +208,10 @@ class _Request:
         packed = _packed(waiting, sum(path.holds), self.session, capacity)
         if share <= 0 or math.isinf(packed):
             return math.inf
-        fair = path.through(math.ceil(share))  # its share, in whole connections, as lanes
-        return (packed + fair) / 2
+        # Its share in whole connections as lanes; below one connection a request gets
+        # no lane of its own, and packing is all there is. Nothing beats packing.
+        fair = path.through(math.ceil(share)) if share >= 1 else packed
+        return (packed + max(packed, fair)) / 2
 
     def latency(self, rps: float) -> tuple[float, str]:
         """Return the mean latency at `rps`, and what bounds it."""
