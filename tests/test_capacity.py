@@ -57,6 +57,11 @@ class LatencyTests(SimpleTestCase):
         rows = model.table(_costs(), plan, (1, 5))
         self.assertTrue(math.isfinite(rows[0].latency_ms))
         self.assertEqual(rows[1].latency_ms, math.inf)  # 40 requests hold all 40
+        self.assertIn(
+            "PgBouncer pool: the requests' own Sessions hold all 40; tasks wait for "
+            "query_wait_timeout",
+            rows[1].flags,
+        )
         no_session = model.predict(
             _costs(), dataclasses.replace(plan, servers=5, request_session=False)
         )

@@ -307,7 +307,13 @@ def _flags(
     if plan.pgbouncer_pool is not None:
         if client > plan.max_client_conn:
             flags.append(f"max_client_conn: {client} > {plan.max_client_conn}")
-        if busy_mean > plan.pgbouncer_pool:
+        sessions = plan.servers * plan.processes * plan.in_flight * plan.request_session
+        if sessions / max(plan.replicas, 1) >= plan.pgbouncer_pool:
+            flags.append(
+                f"PgBouncer pool: the requests' own Sessions hold all {plan.pgbouncer_pool}; "
+                "tasks wait for query_wait_timeout"
+            )
+        elif busy_mean > plan.pgbouncer_pool:
             flags.append(f"PgBouncer pool: {busy_mean:.0f} busy on average > {plan.pgbouncer_pool}")
         elif client > plan.pgbouncer_pool:
             flags.append(f"PgBouncer pool: peaks of {client} queue > {plan.pgbouncer_pool}")
