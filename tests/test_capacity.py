@@ -11,7 +11,7 @@ import math
 
 from django.test import SimpleTestCase
 
-from bench.capacity import model
+from bench.capacity import latency, model
 
 
 def _costs(queries_ms=(20.0,) * 5, **changes) -> model.Costs:
@@ -21,12 +21,12 @@ def _costs(queries_ms=(20.0,) * 5, **changes) -> model.Costs:
 
 class MakespanTests(SimpleTestCase):
     def test_tasks_run_in_waves_of_the_width(self):
-        self.assertEqual(model.makespan([20.0] * 5, 5), 20.0)
-        self.assertEqual(model.makespan([20.0] * 5, 2), 60.0)
-        self.assertEqual(model.makespan([20.0] * 20, 8), 60.0)
+        self.assertEqual(latency.makespan([20.0] * 5, 5), 20.0)
+        self.assertEqual(latency.makespan([20.0] * 5, 2), 60.0)
+        self.assertEqual(latency.makespan([20.0] * 20, 8), 60.0)
 
     def test_a_slot_that_frees_first_takes_the_next_task(self):
-        self.assertEqual(model.makespan([50.0, 10.0, 10.0, 10.0], 2), 50.0)
+        self.assertEqual(latency.makespan([50.0, 10.0, 10.0, 10.0], 2), 50.0)
 
 
 class LatencyTests(SimpleTestCase):
