@@ -32,8 +32,14 @@ def app_name(contender: str) -> str:
     return f"bench-{contender}"
 
 
-def configure_django(db: dict[str, Any], urlconf: str | None = None) -> None:
-    """Configure Django in-process with parallelq, the bench's model app and `db`."""
+def configure_django(
+    db: dict[str, Any], urlconf: str | None = None, parallelq: dict[str, Any] | None = None
+) -> None:
+    """Configure Django in-process with parallelq, the bench's model app and `db`.
+
+    `parallelq` replaces the PARALLELQ setting every contender shares (bench.capacity
+    varies MAX_WORKERS and the pool).
+    """
     settings.configure(
         DEBUG=False,
         SECRET_KEY="bench-only-not-secret",
@@ -42,7 +48,7 @@ def configure_django(db: dict[str, Any], urlconf: str | None = None) -> None:
         MIDDLEWARE=["parallelq.middleware.ParallelQueryMiddleware"],
         ROOT_URLCONF=urlconf,
         DATABASES={"default": {**db, "OPTIONS": _psycopg2_options(app_name("django"))}},
-        PARALLELQ=PARALLELQ,
+        PARALLELQ=PARALLELQ if parallelq is None else parallelq,
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         USE_TZ=True,
         TIME_ZONE="UTC",

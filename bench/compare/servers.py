@@ -38,13 +38,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def gunicorn_command(port: int, threads: int = GUNICORN_THREADS) -> list[str]:
-    """gunicorn, gthread workers, serving bench.compare.wsgi on 127.0.0.1:`port`."""
+def gunicorn_command(
+    port: int, threads: int = GUNICORN_THREADS, app: str = "bench.compare.wsgi:application"
+) -> list[str]:
+    """gunicorn, gthread workers, serving `app` on 127.0.0.1:`port`."""
     return [
         *(sys.executable, "-m", "gunicorn", "--worker-class", "gthread"),
         *("--workers", str(GUNICORN_WORKERS), "--threads", str(threads)),
         *("--bind", f"127.0.0.1:{port}", "--timeout", "60", "--log-level", "warning"),
-        "bench.compare.wsgi:application",
+        app,
     ]
 
 
