@@ -43,7 +43,7 @@ def with_parallelq(request: HttpRequest) -> HttpResponse:
     """parallel() over the queries, in the request's scope (ParallelQueryMiddleware)."""
     tasks = [_sleep_in_task] * config.HTTP_QUERIES
     results = parallelq.parallel(*tasks)
-    stats = request.parallelq.stats  # type: ignore[attr-defined]
+    stats = parallelq.request_scope(request).stats
     with _TASKS_LOCK:
         _TASKS["tasks"] += stats.tasks
         _TASKS["in_caller"] += stats.in_caller

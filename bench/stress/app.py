@@ -25,7 +25,7 @@ from bench.stress.db import ROWS, SOCKET_TIMEOUT
 from bench.stress.tally import SERVER, TallyLog, describe
 from demo_project import settings as demo_settings
 from demo_project.views import dashboard
-from parallelq import Timeout, parallel, session
+from parallelq import Timeout, parallel, request_scope, session
 from parallelq.conf import Settings
 
 # parallelq's defaults but a shorter pool_timeout, so that a starved pool shows
@@ -45,7 +45,7 @@ class RecordScopes:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        SERVER.keep(request.parallelq)  # type: ignore[attr-defined]
+        SERVER.keep(request_scope(request))
         return self.get_response(request)
 
 
