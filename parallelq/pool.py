@@ -106,3 +106,15 @@ class CancellableQueuePool(sa.QueuePool):
     """SQLAlchemy's QueuePool, but a cancelled borrower waits for no connection."""
 
     _queue_class = _Connections
+
+
+def explain_timeout(exc: sa.exc.TimeoutError, name: str) -> None:
+    """Note on `exc`, which task `name` raised waiting for a connection, what to resize.
+
+    The note is printed with the traceback; the type stays SQLAlchemy's.
+    """
+    exc.add_note(
+        f"parallelq: task {name!r} found no free connection in the pool within "
+        "pool_timeout. Every request's own Session and every running task holds one; "
+        "raise ENGINE_OPTIONS pool_size, or lower MAX_WORKERS (see check parallelq.W002)."
+    )

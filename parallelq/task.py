@@ -204,7 +204,7 @@ class Task:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
             self.failed_at = time.monotonic()
             if isinstance(exc, sa.exc.TimeoutError):
-                _explain_pool_timeout(exc, self.name)
+                pool.explain_timeout(exc, self.name)
             return False, exc
         finally:
             self._end_session()
@@ -297,12 +297,3 @@ class Task:
                 f"Task {self.name!r} was cancelled: a sibling task failed, its timeout "
                 "passed, or its request ended."
             )
-
-
-def _explain_pool_timeout(exc: sa.exc.TimeoutError, name: str) -> None:
-    # The note is printed with the traceback; the type stays SQLAlchemy's.
-    exc.add_note(
-        f"parallelq: task {name!r} found no free connection in the pool within "
-        "pool_timeout. Every request's own Session and every running task holds one; "
-        "raise ENGINE_OPTIONS pool_size, or lower MAX_WORKERS (see check parallelq.W002)."
-    )
