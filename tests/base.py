@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import unittest
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from django.conf import settings
@@ -13,6 +20,23 @@ from django.test import TransactionTestCase
 
 from parallelq import get_engine, session
 from tests.models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A process whose parallel() runs three 30 s sleeps: argv[1] the database's Django
+# settings, argv[2] its PARALLELQ, both as JSON.
+SLEEPING_PROCESS = """
+import json, sys
+import django
+from django.conf import settings
+db, conf = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+settings.configure(INSTALLED_APPS=["parallelq"], DATABASES={"default": db}, PARALLELQ=conf)
+django.setup()
+import sqlalchemy as sa
+import parallelq
+with parallelq.scope():
+    parallelq.parallel(*[lambda: parallelq.session.execute(sa.text("SELECT pg_sleep(30)"))] * 3)
+"""
 
 
 class ParallelqTestCase(TransactionTestCase):
@@ -60,6 +84,32 @@ class PostgresTestCase(ParallelqTestCase):
         """Return the pids of backends running a statement that contains `fragment`."""
         backends = self.other_backends()
         return [pid for pid, state, query in backends if state == "active" and fragment in query]
+
+    def assert_killed_process_leaves_no_statement_running(self, conf: dict[str, Any]) -> None:
+        """Kill a process while its three tasks sleep; assert the server ends them within 5 s.
+
+        The process runs parallel() with PARALLELQ `conf` on the test database.
+        """
+        keys = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
+        db = {k: connection.settings_dict[k] for k in keys}
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        process = subprocess.Popen(
+            [sys.executable, "-c", SLEEPING_PROCESS, json.dumps(db), json.dumps(conf)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.addCleanup(process.stderr.close)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        started = self.wait_for(lambda: len(self.running("pg_sleep(30)")) == 3, 15)
+        self.assertTrue(
+            started, process.stderr.read().decode() if process.poll() is not None else ""
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=5)
+        self.assertTrue(self.wait_for(lambda: not self.running("pg_sleep(30)"), 5))
 
     def wait_for(self, condition: Callable[[], object], seconds: float) -> bool:
         """Poll `condition` until it is true or `seconds` pass; return whether it came true."""

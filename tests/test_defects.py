@@ -5,10 +5,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import gc
-import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,24 +28,9 @@ from tests.base import PostgresTestCase, database_url, sleep
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
 # Three pg_sleep(30) tasks in a process of its own, configured from argv[1]
 # (the test database's settings) and killed by the test while they run.
-SLEEPING_PROCESS = """
-import json, sys
-import django
-from django.conf import settings
-settings.configure(
-    INSTALLED_APPS=["parallelq"], DATABASES={"default": json.loads(sys.argv[1])},
-    PARALLELQ={"MAX_WORKERS": 4},
-)
-django.setup()
-import sqlalchemy as sa
-import parallelq
-with parallelq.scope():
-    parallelq.parallel(*[lambda: parallelq.session.execute(sa.text("SELECT pg_sleep(30)"))] * 3)
-"""
-
-
 def url_of_the_test_database(driver: str) -> str:
     return database_url(driver).render_as_string(hide_password=False)
 
@@ -220,27 +202,8 @@ class KilledProcessTests(PostgresTestCase):
         self.assertEqual(shown, ["1s"])
 
     def test_a_killed_process_leaves_no_statement_running(self):
-        keys = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
-        db = {k: connection.settings_dict[k] for k in keys}
-        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        process = subprocess.Popen(
-            [sys.executable, "-c", SLEEPING_PROCESS, json.dumps(db)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
         self.addCleanup(self.terminate_sleeps)
-        self.addCleanup(process.stderr.close)
-        self.addCleanup(process.wait)
-        self.addCleanup(process.kill)
-        started = self.wait_for(lambda: len(self.running("pg_sleep(30)")) == 3, 15)
-        self.assertTrue(
-            started, process.stderr.read().decode() if process.poll() is not None else ""
-        )
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=5)
-        self.assertTrue(self.wait_for(lambda: not self.running("pg_sleep(30)"), 5))
+        self.assert_killed_process_leaves_no_statement_running({"MAX_WORKERS": 4})
 
     def terminate_sleeps(self):
         with connection.cursor() as cursor:

@@ -6,11 +6,7 @@ client's transactions land on different server connections.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import unittest
 from typing import Any
@@ -33,21 +29,8 @@ from tests.test_cancel import LONG_SLEEP, fail_soon
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout or a cancel
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
 # A process that fans out three 30 s sleeps through PgBouncer, to be killed.
-SLEEPING_PROCESS = """
-import json, sys
-import django
-from django.conf import settings
-db, conf = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-settings.configure(INSTALLED_APPS=["parallelq"], DATABASES={"default": db}, PARALLELQ=conf)
-django.setup()
-import sqlalchemy as sa
-import parallelq
-with parallelq.scope():
-    parallelq.parallel(*[lambda: parallelq.session.execute(sa.text("SELECT pg_sleep(30)"))] * 3)
-"""
-
-
 def sleeps_view(request):
     """Hold the request's Session in a transaction while five tasks sleep ?s= seconds each."""
     seconds = float(request.GET.get("s", "0.01"))
@@ -266,24 +249,4 @@ class KilledProcessTests(PgBouncerTestCase):
     def test_a_killed_process_leaves_no_statement_running(self):
         # PgBouncer closes the server connection of a client that dies in a
         # transaction; the server notices within client_connection_check_interval.
-        keys = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
-        db = {k: connection.settings_dict[k] for k in keys}
-        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        conf = json.dumps({**self.conf(), "MAX_WORKERS": 4})
-        process = subprocess.Popen(
-            [sys.executable, "-c", SLEEPING_PROCESS, json.dumps(db), conf],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.addCleanup(process.stderr.close)
-        self.addCleanup(process.wait)
-        self.addCleanup(process.kill)
-        started = self.wait_for(lambda: len(self.running("pg_sleep(30)")) == 3, 15)
-        self.assertTrue(
-            started, process.stderr.read().decode() if process.poll() is not None else ""
-        )
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=5)
-        self.assertTrue(self.wait_for(lambda: not self.running("pg_sleep(30)"), 5))
+        self.assert_killed_process_leaves_no_statement_running({**self.conf(), "MAX_WORKERS": 4})
