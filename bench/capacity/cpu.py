@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.compare import servers
+from bench.compare import proc, servers
 from tests import pg
 
 
@@ -90,15 +90,11 @@ def postgres_seconds() -> float:
     except OSError:
         return 0.0
     nanoseconds = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+    for pid, _, fields in proc.stats():
+        # Backends are the postmaster's children (each in a session of its own).
+        if pid != postmaster and fields[1] != postmaster:
             continue
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-            # Backends are the postmaster's children (each in a session of its own).
-            if pid != postmaster and stat[stat.rindex(")") + 2 :].split()[1] != postmaster:
-                continue
             with open(f"/proc/{pid}/schedstat") as f:
                 nanoseconds += int(f.read().split()[0])
         except (OSError, ValueError, IndexError):  # the process has exited meanwhile
